@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oci_registry.trash contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Private to this collection: only its own modules may extend it; no compatibility promise outside it.
+# The argument spec of every module is derived from these docs (plugins/plugin_utils/_action_base.py).
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+
+    DOCUMENTATION = r'''
+options:
+  registry_url:
+    description:
+      - Base URL of the registry, with scheme, host and optional port, for example V(https://registry.example.com)
+        or V(http://127.0.0.1:5000).
+      - Falls back to the environment variable E(REGISTRY_URL) of the controller.
+      - Never put credentials in the URL; use O(username) and O(password).
+    type: str
+    required: true
+  username:
+    description:
+      - User name for HTTP Basic authentication.
+      - Falls back to the environment variable E(REGISTRY_USERNAME) of the controller.
+    type: str
+  password:
+    description:
+      - Password for HTTP Basic authentication. Never written to the trash, a result or a log.
+      - Falls back to the environment variable E(REGISTRY_PASSWORD) of the controller.
+    type: str
+  validate_certs:
+    description:
+      - Verify the registry's TLS certificate. Turn off only for a test registry.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - PEM file of the CA that signed the registry's certificate, on the controller.
+      - Without it, the CA bundle of the Python C(requests) library is used.
+    type: path
+  timeout:
+    description:
+      - Seconds to wait for each answer of the registry.
+    type: int
+    default: 30
+  trash_dir:
+    description:
+      - Directory on the controller that holds the trash. Created with mode V(0700) when missing.
+      - Falls back to the environment variable E(REGISTRY_TRASH_DIR) of the controller.
+      - In AWX or AAP the controller is a throwaway container, so this must be a mounted persistent path.
+    type: path
+    default: ~/.ansible/registry_trash
+notes:
+  - The module runs on the Ansible controller, whatever C(hosts:) names, and reads the
+    environment variables of the controller. Use C(run_once) when a play targets several hosts.
+  - The trash format is described in C(docs/trash-format.md) of the collection.
+requirements:
+  - requests (Python library, on the controller)
+'''
+
+    ATTRIBUTES = r'''
+attributes:
+  action:
+    support: full
+    details: The work is done in the controller process by an action plugin of the same name.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+    details: The task runs once per host of the play; add C(run_once) to touch the registry once.
+'''

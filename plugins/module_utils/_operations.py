@@ -1,0 +1,304 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oci_registry.trash contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Private to this collection: no compatibility promise outside it.
+
+"""Trash and restore: the registry client and the trash store, put together safely.
+
+The order of steps is the promise. Trash: resolve, snapshot durably, delete, verify,
+record. Restore: check the snapshot, check the registry can take it back, put,
+verify, record. Every check that can refuse runs before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
+from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
+    OCI_MANIFEST,
+    check_digest,
+    check_repository,
+    check_tag,
+    manifest_references,
+)
+
+DEFAULT_PARALLEL = 8
+
+
+def _unique(items):
+    return list(dict.fromkeys(items))
+
+
+def _parallel_map(function, items, parallel):
+    items = list(items)
+    if len(items) < 2 or parallel < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+def _public(entry):
+    keys = ('id', 'repository', 'digest', 'media_type', 'removed_tags', 'other_tags', 'trashed_at', 'state')
+    return {k: entry.get(k) for k in keys}
+
+
+# --- trash ---
+
+def trash(client, store, repository, tags=None, digest=None, scope='tag', reason=None,
+          check_mode=False, parallel=DEFAULT_PARALLEL):
+    """Remove tags (or a whole manifest) from the registry, keeping a snapshot in the trash.
+
+    Returns a dict with changed, entries, tags (each named tag's outcome) and msg.
+    """
+    check_repository(repository)
+    if (tags is None) == (digest is None):
+        raise TrashError('give either tag or digest, not both and not neither')
+    if scope not in ('tag', 'manifest'):
+        raise TrashError('scope must be "tag" or "manifest", not %r' % (scope,))
+    if digest is not None:
+        references = [check_digest(digest)]
+    else:
+        references = _unique(check_tag(t) for t in tags)
+        if not references:
+            raise TrashError('tag is an empty list: name at least one tag to trash')
+
+    manifests = _parallel_map(lambda ref: client.get_manifest(repository, ref), references, parallel)
+    outcomes, groups = [], {}
+    for reference, manifest in zip(references, manifests):
+        if manifest is None:
+            outcomes.append(_absent(store, client.url, repository, reference))
+        else:
+            groups.setdefault(manifest.digest, (manifest, []))[1].append(reference)
+
+    plans = []
+    if groups:
+        known = {} if digest is not None else {ref: m.digest for ref, m in zip(references, manifests) if m}
+        pointing = _tags_by_digest(client, repository, known, parallel)
+        whole = digest is not None or scope == 'manifest'
+        for found, (manifest, named) in groups.items():
+            siblings = sorted(set(pointing.get(found, [])) | set(known).intersection(named))
+            plans.append((manifest, siblings, siblings if whole else sorted(named)))
+
+    if plans and not check_mode:
+        if client.deletes_enabled(repository) is False:
+            raise RegistryError('delete manifest', client.url + '/v2/%s/manifests/' % repository, 405,
+                                hint='deletes are disabled on this registry (storage.delete.enabled is false) '
+                                     'or it is read-only; nothing was changed')
+    entries = []
+    for manifest, siblings, removed in plans:
+        if check_mode:
+            entry = {'id': None, 'repository': repository, 'digest': manifest.digest,
+                     'media_type': manifest.media_type, 'removed_tags': removed,
+                     'other_tags': sorted(set(siblings) - set(removed)), 'trashed_at': None, 'state': None}
+        else:
+            entry = store.create_entry(client.url, repository, manifest, siblings, removed, scope, reason)
+            _delete_and_verify(client, store, entry, manifest)
+        entries.append(_public(entry))
+        outcome = {'digest': manifest.digest, 'removed': True, 'in_trash': not check_mode, 'entry': entry['id']}
+        if digest is not None:
+            outcomes.append(dict(outcome, tags=removed))
+        outcomes.extend(dict(outcome, tag=t) for t in references if digest is None and t in removed)
+
+    removed_count = sum(len(e['removed_tags']) for e in entries)
+    verb = 'would remove' if check_mode else 'removed'
+    if entries:
+        msg = '%s %d manifest(s) and %d tag(s) from %s' % (verb, len(entries), removed_count, repository)
+    else:
+        msg = 'nothing to remove: already absent from %s' % repository
+    return {'changed': bool(entries), 'entries': entries, 'tags': outcomes, 'msg': msg}
+
+
+def _absent(store, registry, repository, reference):
+    """A reference already gone is not an error: say whether the trash has it."""
+    key = 'digest' if ':' in reference else 'tag'
+    entry = store.latest_entry(registry, repository, **{key: reference})
+    return {key: reference, 'digest': entry['digest'] if entry else (reference if key == 'digest' else None),
+            'removed': False, 'in_trash': entry is not None, 'entry': entry['id'] if entry else None}
+
+
+def _tags_by_digest(client, repository, known, parallel):
+    """digest -> tags pointing at it now, over every tag of the repository."""
+    tags = client.list_tags(repository)
+    unknown = [t for t in tags if t not in known]
+    digests = _parallel_map(lambda tag: client.manifest_digest(repository, tag), unknown, parallel)
+    resolved = dict(known)
+    resolved.update((t, d) for t, d in zip(unknown, digests) if d)
+    pointing = {}
+    for tag, found in resolved.items():
+        pointing.setdefault(found, []).append(tag)
+    return pointing
+
+
+def _targets(entry):
+    """What a trash entry removes: its tags, or the manifest itself when it had none."""
+    return entry['removed_tags'] or [entry['digest']]
+
+
+def _still_present(client, entry):
+    return [t for t in _targets(entry) if client.manifest_digest(entry['repository'], t) is not None]
+
+
+def _delete_and_verify(client, store, entry, manifest):
+    repository, digest = entry['repository'], entry['digest']
+    try:
+        if entry['other_tags']:
+            for tag in entry['removed_tags']:
+                _remove_tag(client, repository, tag, manifest)
+        else:
+            client.delete_manifest(repository, digest)
+    except TrashError:
+        _settle_after_failure(client, store, entry)
+        raise
+
+    still_there = _still_present(client, entry)
+    moved = [t for t in entry['other_tags'] if client.manifest_digest(repository, t) != digest]
+    nothing_went = len(still_there) == len(_targets(entry))
+    store.set_state(entry, 'aborted' if nothing_went else 'trashed', event='trash',
+                    still_present=still_there, moved=moved)
+    problems = (['still present: %s' % ', '.join(still_there)] if still_there else []) + (
+        ['no longer at %s: %s' % (digest, ', '.join(moved))] if moved else [])
+    if problems:
+        raise TrashError('after deleting %s from %s, %s' % (digest, repository, '; '.join(problems)),
+                         entry=entry['id'])
+
+
+def _settle_after_failure(client, store, entry):
+    """Record what a failed delete really did, so the entry never claims a removal that did not happen."""
+    try:
+        still_there = _still_present(client, entry)
+    except TrashError:
+        return  # the registry cannot tell now: pending stays, and restore still works from it
+    nothing_went = len(still_there) == len(_targets(entry))
+    store.set_state(entry, 'aborted' if nothing_went else 'trashed', event='trash failed',
+                    still_present=still_there)
+
+
+def _remove_tag(client, repository, tag, manifest):
+    """Remove one tag while its digest and sibling tags stay."""
+    try:
+        client.delete_manifest(repository, tag)
+        return
+    except RegistryError as exc:
+        # Tag deletion is optional in the OCI distribution spec: 400 or 405 means "not here".
+        if exc.status not in (400, 405):
+            raise
+    # Re-point the tag at a placeholder of its own, then delete the placeholder by digest:
+    # only the tag goes, and the siblings never move.
+    body = _placeholder_manifest(client, repository, tag)
+    placeholder = client.put_manifest(repository, tag, body, OCI_MANIFEST)
+    try:
+        client.delete_manifest(repository, placeholder)
+    except TrashError:
+        client.put_manifest(repository, tag, manifest.body, manifest.media_type)
+        raise
+
+
+def _placeholder_manifest(client, repository, tag):
+    config = json.dumps({'oci_registry.trash': 'placeholder', 'tag': tag}).encode()
+    config_digest = client.upload_blob(repository, config)
+    return json.dumps({
+        'schemaVersion': 2,
+        'mediaType': OCI_MANIFEST,
+        'config': {'mediaType': 'application/vnd.oci.image.config.v1+json', 'digest': config_digest,
+                   'size': len(config)},
+        'layers': [],
+        # A digest of its own: deleting it can never take a tag that points elsewhere.
+        'annotations': {'oci_registry.trash.placeholder': secrets.token_hex(16)},
+    }, sort_keys=True).encode()
+
+
+# --- restore ---
+
+def restore(client, store, repository, tags=None, digest=None, entry_id=None, all_tags=True,
+            check_mode=False):
+    """Put trashed manifests back from their snapshots.
+
+    Returns a dict with changed, restored (repository, tag, digest each), entries (ids),
+    entry (the id when there is one) and msg.
+    """
+    check_repository(repository)
+    if sum(x is not None for x in (tags, digest, entry_id)) != 1:
+        raise TrashError('give exactly one of tag, digest or entry')
+    registry = client.url
+    picks = {}
+    if entry_id is not None:
+        entry = store.get_entry(registry, repository, entry_id)
+        picks[entry['id']] = (entry, [])
+    elif digest is not None:
+        entry = store.latest_entry(registry, repository, digest=check_digest(digest))
+        if entry is None:
+            raise TrashError('the trash has no entry for %s in %s of %s' % (digest, repository, registry))
+        picks[entry['id']] = (entry, [])
+    else:
+        for tag in _unique(check_tag(t) for t in tags):
+            entry = store.latest_entry(registry, repository, tag=tag)
+            if entry is None:
+                raise TrashError('the trash has no entry that removed tag %s from %s of %s'
+                                 % (tag, repository, registry))
+            picks.setdefault(entry['id'], (entry, []))[1].append(tag)
+
+    plans = [_plan_restore(client, store, entry, named, all_tags) for entry, named in picks.values()]
+    conflicts = [c for plan in plans for c in plan['conflicts']]
+    if conflicts:
+        raise TrashError('refusing to restore: %s; nothing was overwritten' % '; '.join(conflicts))
+    for plan in plans:
+        if plan['to_put']:
+            _check_references(client, plan)
+
+    restored = []
+    for plan in plans:
+        entry = plan['entry']
+        for reference in plan['to_put']:
+            if not check_mode:
+                _put_and_verify(client, entry, plan['body'], reference)
+            if reference != entry['digest']:
+                restored.append({'repository': repository, 'tag': reference, 'digest': entry['digest']})
+        if plan['to_put'] and not check_mode:
+            store.set_state(entry, 'restored', event='restore', tags=[r for r in plan['to_put']])
+    changed = any(plan['to_put'] for plan in plans)
+    ids = [plan['entry']['id'] for plan in plans]
+    verb = 'would restore' if check_mode else 'restored'
+    msg = ('%s %s to %s' % (verb, ', '.join(r for p in plans for r in p['to_put']), repository) if changed
+           else 'nothing to restore: %s already in place' % repository)
+    return {'changed': changed, 'restored': restored, 'entries': ids,
+            'entry': ids[0] if len(ids) == 1 else None, 'msg': msg}
+
+
+def _plan_restore(client, store, entry, named, all_tags):
+    repository, digest = entry['repository'], entry['digest']
+    body = store.read_manifest(entry)  # refuses a damaged snapshot before anything is sent
+    wanted = entry['removed_tags'] if all_tags else named
+    current = dict((tag, client.manifest_digest(repository, tag)) for tag in wanted)
+    conflicts = ['tag %s now points at %s, not the trashed %s' % (t, d, digest)
+                 for t, d in current.items() if d is not None and d != digest]
+    to_put = [t for t, d in current.items() if d is None]
+    if not wanted and client.manifest_digest(repository, digest) is None:
+        to_put = [digest]  # an untagged manifest comes back by digest
+    return {'entry': entry, 'body': body, 'conflicts': conflicts, 'to_put': to_put}
+
+
+def _check_references(client, plan):
+    """The registry takes a manifest back only while what it references still exists."""
+    entry = plan['entry']
+    repository = entry['repository']
+    blobs, children = manifest_references(plan['body'], entry['media_type'])
+    missing = ['blob %s' % b for b in blobs if not client.blob_exists(repository, b)]
+    missing += ['child manifest %s' % c for c in children if client.manifest_digest(repository, c) is None]
+    if missing:
+        raise TrashError('cannot restore %s to %s: the registry no longer has %s (removed by garbage '
+                         'collection?); nothing was changed' % (entry['digest'], repository, ', '.join(missing)),
+                         entry=entry['id'], missing=missing)
+
+
+def _put_and_verify(client, entry, body, reference):
+    repository, digest = entry['repository'], entry['digest']
+    stored = client.put_manifest(repository, reference, body, entry['media_type'])
+    back = client.get_manifest(repository, reference)
+    if stored != digest or back is None or back.digest != digest:
+        raise TrashError('restored %s to %s:%s but the registry now reports %s' % (
+            digest, repository, reference, back.digest if back else 'nothing'), entry=entry['id'])

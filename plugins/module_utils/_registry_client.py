@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oci_registry.trash contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Private to this collection: no compatibility promise outside it.
+
+"""The one client of the registry HTTP API v2 that every module goes through."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import namedtuple
+from urllib.parse import quote, urljoin, urlsplit
+
+from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
+from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
+    MANIFEST_TYPES,
+    compute_digest,
+    digest_matches,
+    is_digest,
+)
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+except ImportError as exc:  # reported when a client is made, so docs and sanity still load
+    requests = None
+    REQUESTS_IMPORT_ERROR = exc
+else:
+    REQUESTS_IMPORT_ERROR = None
+
+Manifest = namedtuple('Manifest', ['digest', 'media_type', 'body'])
+
+ACCEPT_MANIFESTS = ', '.join(MANIFEST_TYPES)
+TAG_PAGE_SIZE = 1000
+# Only what is safe to send twice is retried; a DELETE that was retried and then
+# answers 404 has succeeded, which delete_manifest() already treats as done.
+RETRY_METHODS = frozenset(['GET', 'HEAD', 'PUT', 'DELETE'])
+RETRY_STATUSES = (429, 502, 503, 504)
+
+
+def registry_base_url(registry_url):
+    """Check a registry URL and return it normalised, without a trailing slash."""
+    parts = urlsplit(registry_url or '')
+    if parts.scheme not in ('http', 'https') or not parts.hostname:
+        raise TrashError('invalid registry_url %r: expected http(s)://host[:port], '
+                         'for example https://registry.example.com' % (registry_url,))
+    if parts.username or parts.password:
+        # Never echo the URL back: it holds a secret.
+        raise TrashError('registry_url must not contain credentials: use the username and password options')
+    if parts.query or parts.fragment:
+        raise TrashError('invalid registry_url %r: it must not have a query or fragment' % (registry_url,))
+    try:
+        parts.port
+    except ValueError:
+        raise TrashError('invalid registry_url %r: the port is not a number from 1 to 65535' % (registry_url,))
+    return '%s://%s%s' % (parts.scheme, parts.netloc.lower(), parts.path.rstrip('/'))
+
+
+class RegistryClient:
+    """A keep-alive session to one registry, with Basic auth and bounded retries.
+
+    Methods return None or False for "not there" (404) and raise RegistryError for
+    every other failure, so callers only handle the cases they mean to.
+    """
+
+    def __init__(self, registry_url, username=None, password=None, validate_certs=True,
+                 ca_path=None, timeout=30, retries=3, pool_size=10):
+        if requests is None:
+            raise TrashError('the Python library "requests" is required on the Ansible controller '
+                             '(pip install requests): %s' % REQUESTS_IMPORT_ERROR)
+        self.url = registry_base_url(registry_url)
+        self.timeout = timeout
+        if ca_path and not os.path.exists(ca_path):
+            raise TrashError('ca_path %s does not exist' % ca_path)
+        self.session = requests.Session()
+        self.session.verify = (ca_path or True) if validate_certs else False
+        if username:
+            self.session.auth = (username, password or '')
+        self.authenticated = bool(username)
+        retry = Retry(total=retries, connect=retries, read=retries, status=retries,
+                      backoff_factor=0.2, status_forcelist=RETRY_STATUSES,
+                      allowed_methods=RETRY_METHODS, respect_retry_after_header=True,
+                      raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
+        self.session.mount('http://', adapter)
+        self.session.mount('https://', adapter)
+        self.session.headers['User-Agent'] = 'oci_registry.trash'
+
+    def close(self):
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- the API ---
+
+    def ping(self):
+        self._request('GET', '/v2/', 'check registry')
+
+    def get_manifest(self, repository, reference):
+        """The manifest as stored, with its digest checked, or None when absent."""
+        path = self._manifest_path(repository, reference)
+        response = self._request('GET', path, 'get manifest', headers={'Accept': ACCEPT_MANIFESTS}, missing_ok=True)
+        if response is None:
+            return None
+        body = response.content
+        digest = compute_digest(body)
+        reported = response.headers.get('Docker-Content-Digest')
+        expected = reference if is_digest(reference) else reported
+        if expected and not digest_matches(expected, body):
+            raise RegistryError('get manifest', self.url + path, message=(
+                'the registry sent a manifest whose content does not hash to %s (it hashes to %s)'
+                % (expected, digest)))
+        if is_digest(reference):
+            digest = reference
+        media_type = response.headers.get('Content-Type', '').split(';')[0].strip()
+        if media_type not in MANIFEST_TYPES:
+            media_type = self._declared_media_type(body) or media_type
+        if media_type not in MANIFEST_TYPES:
+            raise RegistryError('get manifest', self.url + path, message=(
+                'unsupported manifest type %r (supported: %s)' % (media_type, ', '.join(MANIFEST_TYPES))))
+        return Manifest(digest, media_type, body)
+
+    def manifest_digest(self, repository, reference):
+        """The digest a tag or digest resolves to now, or None when absent (a HEAD)."""
+        path = self._manifest_path(repository, reference)
+        response = self._request('HEAD', path, 'check manifest', headers={'Accept': ACCEPT_MANIFESTS}, missing_ok=True)
+        if response is None:
+            return None
+        digest = response.headers.get('Docker-Content-Digest')
+        if not digest:  # a registry that omits the header on HEAD: ask for the body
+            manifest = self.get_manifest(repository, reference)
+            return manifest.digest if manifest else None
+        return digest
+
+    def list_tags(self, repository):
+        """Every tag of a repository, following pagination; [] for an unknown repository."""
+        url = '/v2/%s/tags/list?n=%d' % (repository, TAG_PAGE_SIZE)
+        tags = []
+        while url:
+            response = self._request('GET', url, 'list tags', missing_ok=True)
+            if response is None:
+                return tags
+            try:
+                tags.extend(response.json().get('tags') or [])
+            except ValueError:
+                raise RegistryError('list tags', self._absolute(url), response.status_code,
+                                    message='the answer is not JSON')
+            next_link = response.links.get('next', {}).get('url')
+            url = urljoin(self._absolute(url), next_link) if next_link else None
+        return tags
+
+    def delete_manifest(self, repository, reference):
+        """DELETE a manifest by digest (or a tag, where the registry allows it); False when already gone."""
+        path = self._manifest_path(repository, reference)
+        return self._request('DELETE', path, 'delete manifest', missing_ok=True) is not None
+
+    def put_manifest(self, repository, reference, body, media_type):
+        path = self._manifest_path(repository, reference)
+        response = self._request('PUT', path, 'put manifest', data=body, headers={'Content-Type': media_type})
+        digest = response.headers.get('Docker-Content-Digest') or compute_digest(body)
+        if not digest_matches(digest, body):
+            raise RegistryError('put manifest', self.url + path, response.status_code, message=(
+                'the registry stored the manifest under digest %s, which is not the digest of the bytes sent'
+                % digest))
+        return digest
+
+    def blob_exists(self, repository, digest):
+        path = '/v2/%s/blobs/%s' % (repository, digest)
+        return self._request('HEAD', path, 'check blob', missing_ok=True) is not None
+
+    def upload_blob(self, repository, data):
+        """A monolithic upload (POST then PUT); returns the digest."""
+        digest = compute_digest(data)
+        response = self._request('POST', '/v2/%s/blobs/uploads/' % repository, 'start blob upload')
+        location = response.headers.get('Location')
+        if not location:
+            raise RegistryError('start blob upload', self.url + '/v2/%s/blobs/uploads/' % repository,
+                                response.status_code, message='the registry sent no upload Location')
+        location = urljoin(self.url + '/', location)
+        separator = '&' if '?' in location else '?'
+        self._request('PUT', location + separator + 'digest=' + quote(digest), 'upload blob', data=data,
+                      headers={'Content-Type': 'application/octet-stream'})
+        return digest
+
+    def deletes_enabled(self, repository):
+        """Whether this registry accepts deletes, asked without deleting anything.
+
+        A DELETE of a digest no manifest can have answers 404 where deletes are on and
+        405 where they are off or the registry is read-only. None when it cannot tell.
+        """
+        path = self._manifest_path(repository, 'sha256:' + '0' * 64)
+        try:
+            self._request('DELETE', path, 'check that deletes are enabled', missing_ok=True)
+        except RegistryError as exc:
+            if exc.status == 405:
+                return False
+            if exc.status in (401, 403):
+                raise
+            return None
+        return True
+
+    # --- plumbing ---
+
+    def _manifest_path(self, repository, reference):
+        return '/v2/%s/manifests/%s' % (repository, reference)
+
+    def _absolute(self, path):
+        return path if '://' in path else self.url + path
+
+    def _request(self, method, path, operation, missing_ok=False, headers=None, data=None):
+        url = self._absolute(path)
+        try:
+            response = self.session.request(method, url, headers=headers, data=data, timeout=self.timeout,
+                                            allow_redirects=True)
+        except requests.exceptions.SSLError as exc:
+            raise RegistryError(operation, url, message='TLS error: %s' % _reason(exc), hint=(
+                'if the registry uses a private CA, set ca_path to its certificate'))
+        except requests.exceptions.Timeout:
+            raise RegistryError(operation, url, message='no answer within %s seconds' % self.timeout)
+        except requests.exceptions.ConnectionError as exc:
+            raise RegistryError(operation, url, message='cannot connect to the registry: %s' % _reason(exc))
+        except requests.exceptions.RequestException as exc:
+            raise RegistryError(operation, url, message=_reason(exc))
+        if response.status_code < 300:
+            return response
+        if response.status_code == 404 and missing_ok:
+            return None
+        raise self._error(operation, url, method, response)
+
+    def _error(self, operation, url, method, response):
+        code, message = _registry_error(response)
+        status = response.status_code
+        hint = None
+        if status == 401:
+            hint = ('authentication failed: check username and password' if self.authenticated
+                    else 'the registry requires authentication: set username and password')
+        elif status == 403:
+            hint = 'access denied: these credentials may not %s this repository' % method.lower()
+        elif status == 405 and method == 'DELETE':
+            hint = ('deletes are disabled on this registry (storage.delete.enabled is false) '
+                    'or it is read-only')
+        elif status == 405:
+            hint = 'the registry refused the method: it may be read-only'
+        return RegistryError(operation, url, status, code, message, hint)
+
+    @staticmethod
+    def _declared_media_type(body):
+        try:
+            return json.loads(body).get('mediaType')
+        except (ValueError, AttributeError):
+            return None
+
+
+def _registry_error(response):
+    """The first error code and message of a registry's JSON error body, if it has one."""
+    try:
+        errors = response.json().get('errors') or []
+        first = errors[0]
+        return first.get('code'), first.get('message')
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return None, (response.text or '').strip()[:200] or None
+
+
+def _reason(exc):
+    """The innermost reason of a requests exception, without its wall of wrappers."""
+    reason = exc
+    while getattr(reason, 'reason', None) is not None and reason.reason is not reason:
+        reason = reason.reason
+    while reason.args and isinstance(reason.args[0], BaseException):
+        reason = reason.args[0]
+    return str(reason)

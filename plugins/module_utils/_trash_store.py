@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oci_registry.trash contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Private to this collection: no compatibility promise outside it.
+
+"""The trash directory on the controller; docs/trash-format.md describes the layout.
+
+Every file is written whole or not at all (temporary file, fsync, rename, fsync of
+the directory), and every read-modify-write happens under one lock, so Ansible forks
+and concurrent playbooks never see or leave a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import getpass
+import json
+import os
+import re
+import secrets
+from urllib.parse import urlsplit
+
+from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
+from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
+    check_digest,
+    check_repository,
+    check_tag,
+    digest_matches,
+)
+
+FORMAT_NAME = 'oci_registry.trash'
+FORMAT_VERSION = 1
+ENTRY_ID_RE = re.compile(r'^\d{8}T\d{12}Z-[a-f0-9]{12}-[a-f0-9]{4}$')
+REGISTRY_KEY_RE = re.compile(r'^[a-z0-9][a-z0-9._\-\[\]]*$')
+
+# pending: snapshot written, delete not yet confirmed (a crash leaves this; restore trusts it)
+# trashed: deleted from the registry; restored: put back (kept as history)
+# aborted: the delete never happened, the registry still has the image
+STATES = ('pending', 'trashed', 'restored', 'aborted')
+RESTORABLE_STATES = ('pending', 'trashed', 'restored')
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def controller_user():
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry, as in some containers
+        return 'uid %d' % os.getuid()
+
+
+def registry_key(registry_url):
+    """The directory name of a registry: host and port, readable with ls."""
+    parts = urlsplit(registry_url)
+    key = (parts.netloc + parts.path).lower().replace(':', '_').replace('/', '_')
+    if not REGISTRY_KEY_RE.match(key):
+        raise TrashError('cannot make a trash directory name from registry_url %r' % (registry_url,))
+    return key
+
+
+class TrashStore:
+    def __init__(self, root):
+        if not root or not isinstance(root, str):
+            raise TrashError('trash_dir must be a non-empty path')
+        self.root = os.path.realpath(os.path.abspath(os.path.expanduser(root)))
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise TrashError('trash_dir %s exists and is not a directory' % self.root)
+        self.damaged = []
+
+    # --- paths: every one is built from checked names and must stay under root ---
+
+    def _path(self, *parts):
+        path = os.path.realpath(os.path.join(self.root, *parts))
+        if os.path.commonpath([path, self.root]) != self.root:
+            raise TrashError('refusing a trash path outside trash_dir: %s' % path)
+        return path
+
+    def blob_path(self, digest):
+        algorithm, encoded = check_digest(digest).split(':', 1)
+        return self._path('blobs', algorithm, encoded)
+
+    def entries_dir(self, registry, repository):
+        return self._path('entries', registry_key(registry), *check_repository(repository).split('/'))
+
+    def entry_path(self, registry, repository, entry_id):
+        if not isinstance(entry_id, str) or not ENTRY_ID_RE.match(entry_id):
+            raise TrashError('invalid trash entry id %r: ids look like 20261204T195012123456Z-3fa2c1d8e9b0-9f1c'
+                             % (entry_id,))
+        return os.path.join(self.entries_dir(registry, repository), entry_id + '.json')
+
+    # --- writing ---
+
+    @contextlib.contextmanager
+    def locked(self):
+        """The one writer lock of this trash directory (flock: released if the process dies)."""
+        self._make_dirs(self.root)
+        self._write_format_marker()
+        fd = os.open(os.path.join(self.root, '.lock'), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self
+        finally:
+            os.close(fd)
+
+    def save_blob(self, digest, data):
+        """Store content under its digest, once; the bytes must match the digest."""
+        if not digest_matches(digest, data):
+            raise TrashError('refusing to store content under %s: it does not hash to that digest' % digest)
+        path = self.blob_path(digest)
+        if not os.path.exists(path):
+            self._atomic_write(path, data)
+        return path
+
+    def create_entry(self, registry, repository, manifest, tags, removed_tags, scope, reason=None):
+        """Snapshot a manifest durably and record what is about to be removed (state pending)."""
+        now = utc_now()
+        entry = {
+            'format': FORMAT_VERSION,
+            'id': '%s-%s-%s' % (now.strftime('%Y%m%dT%H%M%S%fZ'), manifest.digest.split(':', 1)[1][:12],
+                                secrets.token_hex(2)),
+            'registry': registry,
+            'repository': check_repository(repository),
+            'digest': check_digest(manifest.digest),
+            'media_type': manifest.media_type,
+            'manifest_size': len(manifest.body),
+            'tags': sorted(check_tag(t) for t in tags),
+            'removed_tags': sorted(removed_tags),
+            'other_tags': sorted(set(tags) - set(removed_tags)),
+            'scope': scope,
+            'trashed_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+            'reason': reason,
+            'user': controller_user(),
+            'state': 'pending',
+            'history': [],
+        }
+        with self.locked():
+            self.save_blob(manifest.digest, manifest.body)
+            self._write_entry(entry)
+        return entry
+
+    def set_state(self, entry, state, **event):
+        """Move an entry to a new state, keeping what happened in its history."""
+        if state not in STATES:
+            raise TrashError('unknown trash entry state %r' % state)
+        with self.locked():
+            path = self.entry_path(entry['registry'], entry['repository'], entry['id'])
+            current = self._read_entry(path)
+            event.update(state=state, at=utc_now().strftime('%Y-%m-%dT%H:%M:%SZ'))
+            current['history'].append(event)
+            current['state'] = state
+            self._write_entry(current)
+        entry.clear()
+        entry.update(current)
+        return entry
+
+    # --- reading ---
+
+    def read_manifest(self, entry):
+        """The snapshot's bytes, refused when they no longer hash to the recorded digest."""
+        try:
+            with open(self.blob_path(entry['digest']), 'rb') as f:
+                body = f.read()
+        except OSError as exc:
+            raise TrashError('trash entry %s: cannot read its manifest snapshot: %s' % (entry['id'], exc.strerror))
+        if not digest_matches(entry['digest'], body):
+            raise TrashError('trash entry %s: the stored manifest no longer hashes to %s; the snapshot is '
+                             'damaged and was not sent to the registry' % (entry['id'], entry['digest']))
+        return body
+
+    def get_entry(self, registry, repository, entry_id):
+        path = self.entry_path(registry, repository, entry_id)
+        if not os.path.exists(path):
+            raise TrashError('no trash entry %s for repository %s of %s' % (entry_id, repository, registry))
+        return self._read_entry(path)
+
+    def entries(self, registry, repository):
+        """Entries of one repository, newest first; damaged ones are listed in self.damaged."""
+        directory = self.entries_dir(registry, repository)
+        try:
+            names = sorted((n for n in os.listdir(directory) if n.endswith('.json')), reverse=True)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return []
+            raise TrashError('cannot list trash entries in %s: %s' % (directory, exc.strerror))
+        found = []
+        for name in names:
+            try:
+                found.append(self._read_entry(os.path.join(directory, name)))
+            except TrashError as exc:
+                self.damaged.append(exc.msg)
+        return found
+
+    def latest_entry(self, registry, repository, tag=None, digest=None, states=RESTORABLE_STATES):
+        """The newest entry that removed the tag (or holds the digest), in one of states."""
+        for entry in self.entries(registry, repository):
+            if entry['state'] not in states:
+                continue
+            if tag is not None and tag not in entry['removed_tags']:
+                continue
+            if digest is not None and entry['digest'] != digest:
+                continue
+            return entry
+        return None
+
+    # --- plumbing ---
+
+    def _read_entry(self, path):
+        try:
+            with open(path, 'rb') as f:
+                entry = json.loads(f.read())
+            if not isinstance(entry, dict) or entry.get('format') != FORMAT_VERSION or 'id' not in entry:
+                raise ValueError('not a format %d entry' % FORMAT_VERSION)
+        except (OSError, ValueError) as exc:
+            raise TrashError('trash entry %s is damaged or unreadable: %s' % (path, getattr(exc, 'strerror', None) or exc))
+        return entry
+
+    def _write_entry(self, entry):
+        path = self.entry_path(entry['registry'], entry['repository'], entry['id'])
+        self._atomic_write(path, json.dumps(entry, indent=2, sort_keys=True).encode() + b'\n')
+
+    def _write_format_marker(self):
+        path = os.path.join(self.root, 'trash.json')
+        if os.path.exists(path):
+            with open(path, 'rb') as f:
+                try:
+                    marker = json.loads(f.read())
+                except ValueError:
+                    marker = {}
+            if marker.get('format') != FORMAT_NAME or marker.get('version') != FORMAT_VERSION:
+                raise TrashError('%s is not a version %d %s trash directory (%s says %r)'
+                                 % (self.root, FORMAT_VERSION, FORMAT_NAME, path, marker))
+            return
+        self._atomic_write(path, json.dumps({'format': FORMAT_NAME, 'version': FORMAT_VERSION}).encode() + b'\n')
+
+    def _make_dirs(self, directory):
+        if os.path.isdir(directory):
+            return
+        self._make_dirs(os.path.dirname(directory))
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise TrashError('cannot create trash directory %s: %s' % (directory, exc.strerror))
+
+    def _atomic_write(self, path, data):
+        directory = os.path.dirname(path)
+        self._make_dirs(directory)
+        tmp = '%s.tmp-%d-%s' % (path, os.getpid(), secrets.token_hex(4))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise TrashError('cannot write %s: %s' % (path, exc.strerror or exc))
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

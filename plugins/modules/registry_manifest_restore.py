@@ -1,0 +1,127 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) oci_registry.trash contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Documentation only: the action plugin of the same name does the work on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: registry_manifest_restore
+short_description: Restore trashed image tags and manifests to a registry, byte for byte
+version_added: 0.1.0
+description:
+  - Puts back what M(oci_registry.trash.registry_manifest_trash) removed, by re-sending the exact manifest
+    bytes from the trash on the controller, so the digest is the same as before.
+  - The entry is chosen by O(entry) id, by O(digest) (the newest entry of that digest), or by O(tag)
+    (for each tag, the newest entry that removed it).
+  - Before anything is sent, the snapshot is checked against its digest, the tags to restore are checked to be
+    absent or already at that digest, and the blobs (or, for an index, the child manifests) the manifest
+    references are checked to be in the registry. When any check fails, nothing is changed.
+  - After each PUT, the tag is read back and must resolve to the trashed digest. The entry is kept as history,
+    marked restored.
+  - This module always runs on the Ansible controller.
+author:
+  - oci_registry.trash contributors
+extends_documentation_fragment:
+  - oci_registry.trash.registry
+  - oci_registry.trash.registry.ATTRIBUTES
+attributes:
+  check_mode:
+    support: full
+    details: Runs every check and reports what would be restored; writes nothing.
+  diff_mode:
+    support: full
+    details: Shows the restored tags and their digests before and after.
+  idempotent:
+    support: full
+    details: Tags that already point at the trashed digest are left alone and are no change.
+options:
+  repository:
+    description:
+      - Repository to restore into; the one the entry was trashed from.
+    type: str
+    required: true
+  tag:
+    description:
+      - Tags to restore; for each, the newest trash entry that removed it is used.
+      - Exactly one of O(tag), O(digest) and O(entry) is required.
+    type: list
+    elements: str
+    aliases:
+      - tags
+  digest:
+    description:
+      - Digest of a trashed manifest; the newest entry with this digest is used.
+    type: str
+  entry:
+    description:
+      - Id of a trash entry, as returned by M(oci_registry.trash.registry_manifest_trash) in RV(oci_registry.trash.registry_manifest_trash#module:entries[].id).
+    type: str
+  all_tags:
+    description:
+      - V(true) restores every tag that the trash operation removed, even those not named in O(tag).
+      - V(false) restores only the tags named in O(tag); with O(digest) or O(entry), only the manifest, untagged.
+    type: bool
+    default: true
+seealso:
+  - module: oci_registry.trash.registry_manifest_trash
+'''
+
+EXAMPLES = r'''
+- name: Bring back a tag, and every tag trashed with it
+  oci_registry.trash.registry_manifest_restore:
+    registry_url: https://registry.example.com
+    repository: team/app
+    tag: 1.4.2-rc1
+  run_once: true
+
+- name: Restore exactly the entry a trash task returned
+  oci_registry.trash.registry_manifest_restore:
+    registry_url: https://registry.example.com
+    repository: team/app
+    entry: "{{ trashed.entries[0].id }}"
+
+- name: Restore only one of the tags that were trashed together
+  oci_registry.trash.registry_manifest_restore:
+    registry_url: https://registry.example.com
+    repository: team/app
+    tag: [stable]
+    all_tags: false
+'''
+
+RETURN = r'''
+restored:
+  description: Tags put back by this task (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    repository:
+      description: Repository of the tag.
+      type: str
+    tag:
+      description: The tag.
+      type: str
+    digest:
+      description: Digest the tag resolves to now, the same as when it was trashed.
+      type: str
+  sample:
+    - {repository: team/app, tag: 1.4.2-rc1, digest: 'sha256:3fa2...'}
+entries:
+  description: Ids of the trash entries used.
+  returned: always
+  type: list
+  elements: str
+entry:
+  description: Id of the trash entry used, when there was exactly one.
+  returned: always
+  type: str
+  sample: 20261204T195012123456Z-3fa2c1d8e9b0-9f1c
+msg:
+  description: What was done, in a sentence.
+  returned: always
+  type: str
+'''

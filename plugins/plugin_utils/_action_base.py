@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oci_registry.trash contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Private to this collection: no compatibility promise outside it.
+
+"""What every action plugin of this collection shares: the part a module would get from AnsibleModule.
+
+The argument spec is derived from the module's documentation (with its doc fragments),
+so an option cannot be documented one way and validated another.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.common.parameters import remove_values
+from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import fragment_loader
+from ansible.utils.display import Display
+from ansible.utils.plugin_docs import get_docstring
+
+from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
+from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
+
+display = Display()
+
+COLLECTION = 'oci_registry.trash'
+MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
+SPEC_KEYS = ('type', 'required', 'default', 'choices', 'aliases', 'elements')
+
+# What the documentation format has no key for: secrets and environment fallbacks.
+# Each variable is also named in the option's description (a test holds them together).
+OPTION_EXTRAS = {
+    'registry_url': {'fallback': (env_fallback, ['REGISTRY_URL'])},
+    'username': {'fallback': (env_fallback, ['REGISTRY_USERNAME'])},
+    'password': {'no_log': True, 'fallback': (env_fallback, ['REGISTRY_PASSWORD'])},
+    'trash_dir': {'fallback': (env_fallback, ['REGISTRY_TRASH_DIR'])},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def documented_options(module_name):
+    doc = get_docstring(os.path.join(MODULES_DIR, module_name + '.py'), fragment_loader,
+                        collection_name=COLLECTION, is_module=True)[0]
+    return doc['options']
+
+
+def argument_spec(module_name):
+    spec = {}
+    for name, option in documented_options(module_name).items():
+        spec[name] = {key: option[key] for key in SPEC_KEYS if key in option}
+        spec[name].update(OPTION_EXTRAS.get(name, {}))
+        if spec[name].get('type') == 'path' and isinstance(spec[name].get('default'), str):
+            spec[name]['default'] = os.path.expanduser(spec[name]['default'])
+    return spec
+
+
+class RegistryAction(ActionBase):
+    """Validate arguments, open the registry and the trash, run execute(), shape the result."""
+
+    MODULE_NAME = None
+    # Constraints between options, which the documentation states only in prose.
+    RULES = {}
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def execute(self, params, client, store):
+        raise NotImplementedError
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        try:
+            validation, params = self.validate_argument_spec(argument_spec(self.MODULE_NAME), **self.RULES)
+        except AnsibleActionFail as exc:
+            result.update(failed=True, msg=str(exc.message))
+            return result
+        no_log_values = validation._no_log_values
+        try:
+            store = TrashStore(params['trash_dir'])
+            with RegistryClient(params['registry_url'], username=params['username'], password=params['password'],
+                                validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                                timeout=params['timeout']) as client:
+                result.update(self.execute(params, client, store))
+            for damaged in store.damaged:
+                display.warning('skipped a damaged trash entry: %s' % damaged)
+        except TrashError as exc:
+            result.update(failed=True, msg=exc.msg, **exc.details)
+        except Exception as exc:  # a bug: still a clean failure, with the traceback for -vvv
+            result.update(failed=True, msg='unexpected error in %s.%s: %s' % (COLLECTION, self.MODULE_NAME, exc),
+                          exception=traceback.format_exc())
+        return remove_values(result, no_log_values)

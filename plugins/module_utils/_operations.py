@@ -43,14 +43,17 @@ def _parallel_map(function, items, parallel):
 
 
 def _public(entry):
-    keys = ('id', 'repository', 'digest', 'media_type', 'removed_tags', 'other_tags', 'trashed_at', 'state')
-    return {k: entry.get(k) for k in keys}
+    keys = ('id', 'repository', 'digest', 'media_type', 'removed_tags', 'other_tags', 'trashed_at', 'state',
+            'keep_blobs', 'blob_bytes')
+    public = {k: entry.get(k) for k in keys}
+    public['children'] = [c['digest'] for c in entry.get('children', [])]
+    return public
 
 
 # --- trash ---
 
 def trash(client, store, repository, tags=None, digest=None, scope='tag', reason=None,
-          check_mode=False, parallel=DEFAULT_PARALLEL):
+          check_mode=False, keep_blobs=False, parallel=DEFAULT_PARALLEL):
     """Remove tags (or a whole manifest) from the registry, keeping a snapshot in the trash.
 
     Returns a dict with changed, entries, tags (each named tag's outcome) and msg.
@@ -91,12 +94,18 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
                                      'or it is read-only; nothing was changed')
     entries = []
     for manifest, siblings, removed in plans:
+        children, blobs = _collect(client, repository, manifest)
         if check_mode:
             entry = {'id': None, 'repository': repository, 'digest': manifest.digest,
                      'media_type': manifest.media_type, 'removed_tags': removed,
-                     'other_tags': sorted(set(siblings) - set(removed)), 'trashed_at': None, 'state': None}
+                     'other_tags': sorted(set(siblings) - set(removed)), 'trashed_at': None, 'state': None,
+                     'children': [{'digest': c.digest} for c in children], 'keep_blobs': keep_blobs,
+                     'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0}
         else:
-            entry = store.create_entry(client.url, repository, manifest, siblings, removed, scope, reason)
+            if keep_blobs:
+                _keep_blobs(client, store, repository, blobs, parallel)
+            entry = store.create_entry(client.url, repository, manifest, siblings, removed, scope, reason,
+                                       children=children, blobs=blobs, keep_blobs=keep_blobs)
             _delete_and_verify(client, store, entry, manifest)
         entries.append(_public(entry))
         outcome = {'digest': manifest.digest, 'removed': True, 'in_trash': not check_mode, 'entry': entry['id']}
@@ -111,6 +120,41 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
     else:
         msg = 'nothing to remove: already absent from %s' % repository
     return {'changed': bool(entries), 'entries': entries, 'tags': outcomes, 'msg': msg}
+
+
+def _collect(client, repository, manifest):
+    """The child manifests under an index (an index may hold indexes), and every blob they all reference."""
+    children, blobs, seen = [], {}, {manifest.digest}
+    pending = [manifest]
+    while pending:
+        current = pending.pop()
+        current_blobs, current_children = manifest_references(current.body, current.media_type)
+        blobs.update((b['digest'], b) for b in current_blobs)
+        for descriptor in current_children:
+            if descriptor['digest'] in seen:
+                continue
+            seen.add(descriptor['digest'])
+            child = client.get_manifest(repository, descriptor['digest'])
+            if child is None:
+                raise TrashError('index %s lists %s, which is missing from %s: a snapshot of it could not be '
+                                 'restored whole, so nothing was removed' % (manifest.digest, descriptor['digest'],
+                                                                             repository))
+            children.append(child)
+            pending.append(child)
+    return children, list(blobs.values())
+
+
+def _keep_blobs(client, store, repository, blobs, parallel):
+    """Copy the blobs into the trash (streamed, hash-checked, each stored once) before anything is deleted."""
+    def keep(blob):
+        if store.has_blob(blob['digest']):
+            return
+        chunks = client.blob_chunks(repository, blob['digest'])
+        if chunks is None:
+            raise TrashError('cannot keep blob %s: the registry does not have it in %s; nothing was removed'
+                             % (blob['digest'], repository))
+        store.ingest_blob(blob['digest'], chunks)
+    _parallel_map(keep, blobs, parallel)
 
 
 def _absent(store, registry, repository, reference):
@@ -215,13 +259,14 @@ def _placeholder_manifest(client, repository, tag):
 # --- restore ---
 
 def restore(client, store, repository, tags=None, digest=None, entry_id=None, all_tags=True,
-            check_mode=False):
+            check_mode=False, force=False, target_repository=None, parallel=DEFAULT_PARALLEL):
     """Put trashed manifests back from their snapshots.
 
     Returns a dict with changed, restored (repository, tag, digest each), entries (ids),
-    entry (the id when there is one) and msg.
+    entry (the id when there is one), replaced (entries made for tags that force moved) and msg.
     """
     check_repository(repository)
+    target = check_repository(target_repository) if target_repository else repository
     if sum(x is not None for x in (tags, digest, entry_id)) != 1:
         raise TrashError('give exactly one of tag, digest or entry')
     registry = client.url
@@ -242,63 +287,124 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
                                  % (tag, repository, registry))
             picks.setdefault(entry['id'], (entry, []))[1].append(tag)
 
-    plans = [_plan_restore(client, store, entry, named, all_tags) for entry, named in picks.values()]
+    plans = [_plan_restore(client, store, entry, named, all_tags, target, force)
+             for entry, named in picks.values()]
     conflicts = [c for plan in plans for c in plan['conflicts']]
-    if conflicts:
-        raise TrashError('refusing to restore: %s; nothing was overwritten' % '; '.join(conflicts))
+    if conflicts and not force:
+        raise TrashError('refusing to restore: %s; nothing was overwritten (force: true trashes the current '
+                         'occupant first)' % '; '.join(conflicts))
     for plan in plans:
         if plan['to_put']:
-            _check_references(client, plan)
+            _plan_content(client, store, plan, parallel)
 
-    restored = []
+    restored, replaced = [], []
     for plan in plans:
         entry = plan['entry']
-        for reference in plan['to_put']:
-            if not check_mode:
-                _put_and_verify(client, entry, plan['body'], reference)
-            if reference != entry['digest']:
-                restored.append({'repository': repository, 'tag': reference, 'digest': entry['digest']})
         if plan['to_put'] and not check_mode:
-            store.set_state(entry, 'restored', event='restore', tags=[r for r in plan['to_put']])
+            _send_content(client, store, plan, parallel)
+            if plan['occupied']:
+                replaced.extend(trash(client, store, target, tags=plan['occupied'], scope='tag', parallel=parallel,
+                                      reason='replaced by the restore of trash entry %s' % entry['id'])['entries'])
+            for reference in plan['to_put']:
+                _put_verified(client, target, reference, plan['body'], entry['media_type'], entry['digest'])
+            _check_pullable(client, plan)
+            store.set_state(entry, 'restored', event='restore', repository=target, tags=plan['to_put'])
+        restored.extend({'repository': target, 'tag': r, 'digest': entry['digest']}
+                        for r in plan['to_put'] if r != entry['digest'])
     changed = any(plan['to_put'] for plan in plans)
     ids = [plan['entry']['id'] for plan in plans]
     verb = 'would restore' if check_mode else 'restored'
-    msg = ('%s %s to %s' % (verb, ', '.join(r for p in plans for r in p['to_put']), repository) if changed
-           else 'nothing to restore: %s already in place' % repository)
-    return {'changed': changed, 'restored': restored, 'entries': ids,
+    msg = ('%s %s to %s' % (verb, ', '.join(r for p in plans for r in p['to_put']), target) if changed
+           else 'nothing to restore: already in place in %s' % target)
+    return {'changed': changed, 'restored': restored, 'entries': ids, 'replaced': replaced,
             'entry': ids[0] if len(ids) == 1 else None, 'msg': msg}
 
 
-def _plan_restore(client, store, entry, named, all_tags):
-    repository, digest = entry['repository'], entry['digest']
+def _plan_restore(client, store, entry, named, all_tags, target, force):
+    digest = entry['digest']
     body = store.read_manifest(entry)  # refuses a damaged snapshot before anything is sent
     wanted = entry['removed_tags'] if all_tags else named
-    current = dict((tag, client.manifest_digest(repository, tag)) for tag in wanted)
-    conflicts = ['tag %s now points at %s, not the trashed %s' % (t, d, digest)
-                 for t, d in current.items() if d is not None and d != digest]
-    to_put = [t for t, d in current.items() if d is None]
-    if not wanted and client.manifest_digest(repository, digest) is None:
+    current = dict((tag, client.manifest_digest(target, tag)) for tag in wanted)
+    occupied = [t for t, d in current.items() if d is not None and d != digest]
+    conflicts = ['tag %s of %s now points at %s, not the trashed %s' % (t, target, current[t], digest)
+                 for t in occupied]
+    to_put = [t for t in wanted if current[t] is None or (force and t in occupied)]
+    if not wanted and client.manifest_digest(target, digest) is None:
         to_put = [digest]  # an untagged manifest comes back by digest
-    return {'entry': entry, 'body': body, 'conflicts': conflicts, 'to_put': to_put}
+    return {'entry': entry, 'body': body, 'target': target, 'conflicts': conflicts,
+            'occupied': occupied if force else [], 'to_put': to_put}
 
 
-def _check_references(client, plan):
-    """The registry takes a manifest back only while what it references still exists."""
-    entry = plan['entry']
-    repository = entry['repository']
-    blobs, children = manifest_references(plan['body'], entry['media_type'])
-    missing = ['blob %s' % b for b in blobs if not client.blob_exists(repository, b)]
-    missing += ['child manifest %s' % c for c in children if client.manifest_digest(repository, c) is None]
+def _plan_content(client, store, plan, parallel):
+    """Find how each child manifest and blob will reach the target; refuse before any write if one cannot."""
+    entry, target = plan['entry'], plan['target']
+    source = entry['repository']
+    children = [(c['digest'], c['media_type'], store.read_manifest(entry, c['digest']))
+                for c in entry.get('children', [])]
+    plan['children'] = [c for c in children if client.manifest_digest(target, c[0]) is None]
+    manifests = [(entry['digest'], entry['media_type'], plan['body'])] + children
+    blobs = {}
+    for _digest, media_type, body in manifests:
+        blobs.update((b['digest'], b) for b in manifest_references(body, media_type)[0])
+    plan['blobs'] = list(blobs.values())
+
+    def source_of(blob):
+        if client.blob_exists(target, blob['digest']):
+            return 'present'
+        if entry.get('keep_blobs') and store.has_blob(blob['digest']):
+            return 'trash'
+        if target != source and client.blob_exists(source, blob['digest']):
+            return 'mount'
+        return None
+    plan['blob_sources'] = dict(zip((b['digest'] for b in plan['blobs']),
+                                    _parallel_map(source_of, plan['blobs'], parallel)))
+    missing = ['blob %s' % d for d, how in plan['blob_sources'].items() if how is None]
     if missing:
         raise TrashError('cannot restore %s to %s: the registry no longer has %s (removed by garbage '
-                         'collection?); nothing was changed' % (entry['digest'], repository, ', '.join(missing)),
-                         entry=entry['id'], missing=missing)
+                         'collection?) and the trash did not keep them (keep_blobs); nothing was changed'
+                         % (entry['digest'], target, ', '.join(missing)), entry=entry['id'], missing=missing)
 
 
-def _put_and_verify(client, entry, body, reference):
-    repository, digest = entry['repository'], entry['digest']
-    stored = client.put_manifest(repository, reference, body, entry['media_type'])
+def _send_content(client, store, plan, parallel):
+    """Give the registry every blob and child manifest it lacks, children before their index."""
+    entry, target = plan['entry'], plan['target']
+
+    def send(blob):
+        digest = blob['digest']
+        if plan['blob_sources'][digest] == 'mount' and client.mount_blob(target, digest, entry['repository']):
+            return
+        if store.has_blob(digest):
+            with store.open_blob(digest) as data:
+                client.upload_blob(target, data, digest)
+        else:  # a refused mount: copy it through the controller, streamed
+            client.upload_blob(target, client.blob_chunks(entry['repository'], digest), digest)
+    _parallel_map(send, [b for b in plan['blobs'] if plan['blob_sources'][b['digest']] != 'present'], parallel)
+    # Deepest first: an index is accepted only once the manifests it lists exist.
+    for digest, media_type, body in reversed(plan['children']):
+        _put_verified(client, target, digest, body, media_type, digest)
+
+
+def _put_verified(client, repository, reference, body, media_type, digest):
+    """PUT a manifest and read it back; give the registry the bytes it lost if it claims them wrongly."""
+    stored = client.put_manifest(repository, reference, body, media_type)
     back = client.get_manifest(repository, reference)
+    if back is None and stored == digest:
+        # distribution's blob-descriptor cache can outlive a garbage collection: the PUT is
+        # accepted without rewriting the manifest's own blob, and the GET then finds nothing.
+        # Uploading the bytes as a blob puts them back in storage.
+        client.upload_blob(repository, body, digest)
+        client.put_manifest(repository, reference, body, media_type)
+        back = client.get_manifest(repository, reference)
     if stored != digest or back is None or back.digest != digest:
         raise TrashError('restored %s to %s:%s but the registry now reports %s' % (
-            digest, repository, reference, back.digest if back else 'nothing'), entry=entry['id'])
+            digest, repository, reference, back.digest if back else 'nothing'))
+    if reference != digest and client.manifest_digest(repository, digest) != digest:
+        raise TrashError('restored %s to %s:%s but it does not resolve by digest' % (digest, repository, reference))
+
+
+def _check_pullable(client, plan):
+    """Success only for an image a client can pull: every blob is served, not just listed."""
+    lost = [b['digest'] for b in plan['blobs'] if not client.blob_exists(plan['target'], b['digest'])]
+    if lost:
+        raise TrashError('restored %s to %s, but the registry does not serve %s: the image is not pullable'
+                         % (plan['entry']['digest'], plan['target'], ', '.join(lost)), entry=plan['entry']['id'])

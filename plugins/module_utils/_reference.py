@@ -85,15 +85,20 @@ def digest_matches(digest, data):
 def manifest_references(body, media_type):
     """What a manifest needs to exist before a registry accepts it.
 
-    Returns (blobs, children): the config and layer digests of an image manifest,
-    or the child manifest digests of an index.
+    Returns (blobs, children), lists of descriptors ({'digest', 'size'}): the config
+    and layers of an image manifest, or the child manifests of an index.
     """
     try:
         doc = json.loads(body)
-    except ValueError as exc:
-        raise TrashError('manifest of type %s is not valid JSON: %s' % (media_type, exc))
-    if media_type in INDEX_TYPES:
-        return [], [m['digest'] for m in doc.get('manifests', [])]
-    blobs = [doc['config']['digest']] if 'config' in doc else []
-    blobs.extend(layer['digest'] for layer in doc.get('layers', []))
+        if media_type in INDEX_TYPES:
+            return [], [_descriptor(m) for m in doc.get('manifests', [])]
+        blobs = [_descriptor(doc['config'])] if 'config' in doc else []
+        blobs.extend(_descriptor(layer) for layer in doc.get('layers', []))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TrashError('manifest of type %s is malformed: %s' % (media_type, exc))
     return blobs, []
+
+
+def _descriptor(doc):
+    return {'digest': check_digest(doc['digest']), 'size': int(doc.get('size', 0)),
+            'media_type': doc.get('mediaType')}

@@ -9,8 +9,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
+import threading
+import time
 from collections import namedtuple
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -25,6 +29,7 @@ from ansible_collections.oci_registry.trash.plugins.module_utils._reference impo
 try:
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import ProtocolError
     from urllib3.util.retry import Retry
 except ImportError as exc:  # reported when a client is made, so docs and sanity still load
     requests = None
@@ -78,8 +83,7 @@ class RegistryClient:
             raise TrashError('ca_path %s does not exist' % ca_path)
         self.session = requests.Session()
         self.session.verify = (ca_path or True) if validate_certs else False
-        if username:
-            self.session.auth = (username, password or '')
+        self.auth = _Auth(self, username, password)
         self.authenticated = bool(username)
         retry = Retry(total=retries, connect=retries, read=retries, status=retries,
                       backoff_factor=0.2, status_forcelist=RETRY_STATUSES,
@@ -173,12 +177,40 @@ class RegistryClient:
         return digest
 
     def blob_exists(self, repository, digest):
-        path = '/v2/%s/blobs/%s' % (repository, digest)
-        return self._request('HEAD', path, 'check blob', missing_ok=True) is not None
+        """Whether the registry can really serve a blob.
 
-    def upload_blob(self, repository, data):
-        """A monolithic upload (POST then PUT); returns the digest."""
-        digest = compute_digest(data)
+        A HEAD alone is not enough: distribution's blob-descriptor cache still answers 200
+        for blobs that garbage collection removed while it ran. Reading the first byte
+        asks the storage itself.
+        """
+        path = '/v2/%s/blobs/%s' % (repository, digest)
+        head = self._request('HEAD', path, 'check blob', missing_ok=True)
+        if head is None:
+            return False
+        if head.headers.get('Content-Length') == '0':
+            return True
+        probe = self._request('GET', path, 'check blob', missing_ok=True, headers={'Range': 'bytes=0-0'},
+                              stream=True)
+        if probe is None:
+            return False
+        with probe:
+            try:
+                return len(probe.raw.read(1, decode_content=False)) == 1
+            except (ProtocolError, requests.exceptions.RequestException):
+                # It announced the byte and sent none: the cache knows the blob, the storage does not.
+                return False
+
+    def blob_chunks(self, repository, digest):
+        """The bytes of a blob, streamed in chunks (never whole in memory); None when absent."""
+        path = '/v2/%s/blobs/%s' % (repository, digest)
+        response = self._request('GET', path, 'get blob', missing_ok=True, stream=True)
+        if response is None:
+            return None
+        return _closing_chunks(response)
+
+    def upload_blob(self, repository, data, digest=None):
+        """A monolithic upload (POST then PUT) of bytes or an open file; returns the digest."""
+        digest = digest or compute_digest(data)
         response = self._request('POST', '/v2/%s/blobs/uploads/' % repository, 'start blob upload')
         location = response.headers.get('Location')
         if not location:
@@ -189,6 +221,15 @@ class RegistryClient:
         self._request('PUT', location + separator + 'digest=' + quote(digest), 'upload blob', data=data,
                       headers={'Content-Type': 'application/octet-stream'})
         return digest
+
+    def mount_blob(self, repository, digest, source_repository):
+        """Link a blob from another repository of the registry, without sending it; False when refused."""
+        path = '/v2/%s/blobs/uploads/?mount=%s&from=%s' % (repository, quote(digest), quote(source_repository))
+        response = self._request('POST', path, 'mount blob')
+        if response.status_code == 201:
+            return True
+        # 202: the registry opened an upload instead; leave it to expire, the caller uploads.
+        return False
 
     def deletes_enabled(self, repository):
         """Whether this registry accepts deletes, asked without deleting anything.
@@ -215,11 +256,25 @@ class RegistryClient:
     def _absolute(self, path):
         return path if '://' in path else self.url + path
 
-    def _request(self, method, path, operation, missing_ok=False, headers=None, data=None):
+    def _request(self, method, path, operation, missing_ok=False, headers=None, data=None, stream=False):
         url = self._absolute(path)
+        headers = dict(headers or {})
+        response = self._send(method, url, operation, headers, data, stream)
+        if response.status_code == 401 and self.auth.answer_challenge(response, operation, url):
+            if hasattr(data, 'seek'):
+                data.seek(0)
+            response = self._send(method, url, operation, headers, data, stream)
+        if response.status_code < 300:
+            return response
+        if response.status_code == 404 and missing_ok:
+            return None
+        raise self._error(operation, url, method, response)
+
+    def _send(self, method, url, operation, headers, data, stream):
+        headers.update(self.auth.header_for(method, url))
         try:
-            response = self.session.request(method, url, headers=headers, data=data, timeout=self.timeout,
-                                            allow_redirects=True)
+            return self.session.request(method, url, headers=headers, data=data, timeout=self.timeout,
+                                        allow_redirects=True, stream=stream)
         except requests.exceptions.SSLError as exc:
             raise RegistryError(operation, url, message='TLS error: %s' % _reason(exc), hint=(
                 'if the registry uses a private CA, set ca_path to its certificate'))
@@ -229,11 +284,6 @@ class RegistryClient:
             raise RegistryError(operation, url, message='cannot connect to the registry: %s' % _reason(exc))
         except requests.exceptions.RequestException as exc:
             raise RegistryError(operation, url, message=_reason(exc))
-        if response.status_code < 300:
-            return response
-        if response.status_code == 404 and missing_ok:
-            return None
-        raise self._error(operation, url, method, response)
 
     def _error(self, operation, url, method, response):
         code, message = _registry_error(response)
@@ -259,6 +309,15 @@ class RegistryClient:
             return None
 
 
+def _closing_chunks(response, size=1 << 20):
+    with response:
+        try:
+            for chunk in response.iter_content(size):
+                yield chunk
+        except requests.exceptions.RequestException as exc:
+            raise RegistryError('get blob', response.url, message='the download broke off: %s' % _reason(exc))
+
+
 def _registry_error(response):
     """The first error code and message of a registry's JSON error body, if it has one."""
     try:
@@ -277,3 +336,86 @@ def _reason(exc):
     while reason.args and isinstance(reason.args[0], BaseException):
         reason = reason.args[0]
     return str(reason)
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_REPOSITORY_PATH = re.compile(r'/v2/(.+?)/(?:manifests|blobs|tags)/')
+# Token lifetime assumed when the issuer does not say (the token spec's default).
+DEFAULT_TOKEN_SECONDS = 60
+
+
+class _Auth:
+    """HTTP Basic, or the Bearer token flow of Docker Hub, Harbor, GitLab and Quay.
+
+    The Basic credentials go only to the registry's own host and to the token realm it
+    names; a redirect elsewhere (say, to blob storage) never carries them, because the
+    Authorization header is set per request and requests drops it across hosts.
+    """
+
+    def __init__(self, client, username, password):
+        self.client = client
+        self.basic = None
+        if username:
+            raw = ('%s:%s' % (username, password or '')).encode('utf-8')
+            self.basic = 'Basic ' + base64.b64encode(raw).decode('ascii')
+        self.bearer = False
+        self.tokens = {}  # scope -> (token, expires at)
+        self.lock = threading.Lock()
+        self.registry_host = urlsplit(client.url).netloc
+
+    def header_for(self, method, url):
+        if urlsplit(url).netloc != self.registry_host:
+            return {}
+        if self.bearer:
+            token = self._cached(_scope_for(method, url))
+            return {'Authorization': 'Bearer ' + token} if token else {}
+        return {'Authorization': self.basic} if self.basic else {}
+
+    def answer_challenge(self, response, operation, url):
+        """Get a token for a Bearer challenge; True when the request is worth sending again."""
+        challenge = response.headers.get('WWW-Authenticate', '')
+        if not challenge.lower().startswith('bearer '):
+            return False
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        realm = params.get('realm')
+        if not realm:
+            return False
+        self.bearer = True
+        scope = params.get('scope') or _scope_for(response.request.method, url)
+        query = {'service': params.get('service', '')}
+        if scope:
+            query['scope'] = scope
+        headers = {'Authorization': self.basic} if self.basic else {}
+        try:
+            answer = self.client.session.get(realm, params=query, headers=headers, timeout=self.client.timeout)
+        except requests.exceptions.RequestException as exc:
+            raise RegistryError('get token', realm, message='cannot reach the token service: %s' % _reason(exc))
+        if answer.status_code != 200:
+            code, message = _registry_error(answer)
+            raise RegistryError('get token', realm, answer.status_code, code, message, hint=(
+                'authentication failed: check username and password' if self.basic
+                else 'the registry requires authentication: set username and password'))
+        try:
+            body = answer.json()
+            token = body.get('token') or body['access_token']
+        except (ValueError, KeyError, AttributeError):
+            raise RegistryError('get token', realm, answer.status_code, message='the token service sent no token')
+        lifetime = body.get('expires_in') or DEFAULT_TOKEN_SECONDS
+        with self.lock:
+            # Ten seconds early, so a token never expires between check and use.
+            self.tokens[_scope_for(response.request.method, url)] = (token, time.time() + lifetime - 10)
+        return True
+
+    def _cached(self, scope):
+        with self.lock:
+            token, expires = self.tokens.get(scope, (None, 0))
+        return token if expires > time.time() else None
+
+
+def _scope_for(method, url):
+    """The token scope a request needs, as distribution asks for it."""
+    match = _REPOSITORY_PATH.search(urlsplit(url).path)
+    if not match:
+        return ''
+    actions = {'GET': 'pull', 'HEAD': 'pull', 'DELETE': 'delete'}.get(method, 'pull,push')
+    return 'repository:%s:%s' % (match.group(1), actions)

@@ -19,6 +19,7 @@ import datetime
 import errno
 import fcntl
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -118,8 +119,48 @@ class TrashStore:
             self._atomic_write(path, data)
         return path
 
-    def create_entry(self, registry, repository, manifest, tags, removed_tags, scope, reason=None):
-        """Snapshot a manifest durably and record what is about to be removed (state pending)."""
+    def has_blob(self, digest):
+        return os.path.exists(self.blob_path(digest))
+
+    def ingest_blob(self, digest, chunks):
+        """Store streamed content under its digest, hashing while writing; returns its size.
+
+        The content lands under its name only once its hash is proven, so a torn
+        download or a lying registry never leaves a wrong blob in the trash.
+        """
+        algorithm = check_digest(digest).split(':', 1)[0]
+        path = self.blob_path(digest)
+        hasher = hashlib.new(algorithm)
+        size = 0
+
+        def hashed():
+            nonlocal size
+            for chunk in chunks:
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        def proven():
+            if '%s:%s' % (algorithm, hasher.hexdigest()) != digest:
+                raise TrashError('the registry sent content for %s that hashes to %s:%s; not stored'
+                                 % (digest, algorithm, hasher.hexdigest()))
+
+        self._atomic_write(path, hashed(), before_rename=proven)
+        return size
+
+    def open_blob(self, digest):
+        try:
+            return open(self.blob_path(digest), 'rb')
+        except OSError as exc:
+            raise TrashError('cannot read %s from the trash: %s' % (digest, exc.strerror))
+
+    def create_entry(self, registry, repository, manifest, tags, removed_tags, scope, reason=None,
+                     children=(), blobs=(), keep_blobs=False):
+        """Snapshot a manifest durably and record what is about to be removed (state pending).
+
+        children are the manifests under an index, stored with it; blobs are the
+        config and layer descriptors, already in the store when keep_blobs.
+        """
         now = utc_now()
         entry = {
             'format': FORMAT_VERSION,
@@ -130,6 +171,10 @@ class TrashStore:
             'digest': check_digest(manifest.digest),
             'media_type': manifest.media_type,
             'manifest_size': len(manifest.body),
+            'children': [{'digest': c.digest, 'media_type': c.media_type, 'size': len(c.body)} for c in children],
+            'blobs': [{'digest': b['digest'], 'size': b['size']} for b in blobs],
+            'keep_blobs': keep_blobs,
+            'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0,
             'tags': sorted(check_tag(t) for t in tags),
             'removed_tags': sorted(removed_tags),
             'other_tags': sorted(set(tags) - set(removed_tags)),
@@ -140,8 +185,14 @@ class TrashStore:
             'state': 'pending',
             'history': [],
         }
+        if keep_blobs:
+            missing = [b['digest'] for b in blobs if not self.has_blob(b['digest'])]
+            if missing:
+                raise TrashError('refusing to record an entry whose kept blobs are not in the trash: %s'
+                                 % ', '.join(missing))
         with self.locked():
-            self.save_blob(manifest.digest, manifest.body)
+            for item in (manifest,) + tuple(children):
+                self.save_blob(item.digest, item.body)
             self._write_entry(entry)
         return entry
 
@@ -162,16 +213,19 @@ class TrashStore:
 
     # --- reading ---
 
-    def read_manifest(self, entry):
-        """The snapshot's bytes, refused when they no longer hash to the recorded digest."""
+    def read_manifest(self, entry, digest=None):
+        """A snapshot's bytes (the entry's manifest, or one of its children), refused when
+        they no longer hash to the recorded digest."""
+        digest = digest or entry['digest']
         try:
-            with open(self.blob_path(entry['digest']), 'rb') as f:
+            with open(self.blob_path(digest), 'rb') as f:
                 body = f.read()
         except OSError as exc:
-            raise TrashError('trash entry %s: cannot read its manifest snapshot: %s' % (entry['id'], exc.strerror))
-        if not digest_matches(entry['digest'], body):
+            raise TrashError('trash entry %s: cannot read the snapshot of %s: %s'
+                             % (entry['id'], digest, exc.strerror))
+        if not digest_matches(digest, body):
             raise TrashError('trash entry %s: the stored manifest no longer hashes to %s; the snapshot is '
-                             'damaged and was not sent to the registry' % (entry['id'], entry['digest']))
+                             'damaged and was not sent to the registry' % (entry['id'], digest))
         return body
 
     def get_entry(self, registry, repository, entry_id):
@@ -250,15 +304,18 @@ class TrashStore:
         except OSError as exc:
             raise TrashError('cannot create trash directory %s: %s' % (directory, exc.strerror))
 
-    def _atomic_write(self, path, data):
+    def _atomic_write(self, path, data, before_rename=None):
         directory = os.path.dirname(path)
         self._make_dirs(directory)
         tmp = '%s.tmp-%d-%s' % (path, os.getpid(), secrets.token_hex(4))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                _write_all(fd, data)
+                for chunk in ([data] if isinstance(data, bytes) else data):
+                    _write_all(fd, chunk)
                 os.fsync(fd)
+                if before_rename:
+                    before_rename()
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -271,6 +328,10 @@ class TrashStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise TrashError('cannot write %s: %s' % (path, exc.strerror or exc))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def _write_all(fd, data):

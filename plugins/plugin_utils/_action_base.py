@@ -84,7 +84,6 @@ class RegistryAction(ActionBase):
         except AnsibleActionFail as exc:
             result.update(failed=True, msg=str(exc.message))
             return result
-        no_log_values = validation._no_log_values
         try:
             store = TrashStore(params['trash_dir'])
             with RegistryClient(params['registry_url'], username=params['username'], password=params['password'],
@@ -98,4 +97,5 @@ class RegistryAction(ActionBase):
         except Exception as exc:  # a bug: still a clean failure, with the traceback for -vvv
             result.update(failed=True, msg='unexpected error in %s.%s: %s' % (COLLECTION, self.MODULE_NAME, exc),
                           exception=traceback.format_exc())
-        return remove_values(result, no_log_values)
+        # Masks a secret wherever it ended up, even inside a registry's error message.
+        return remove_values(result, validation._no_log_values)

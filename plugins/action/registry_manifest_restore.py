@@ -15,7 +15,8 @@ class ActionModule(RegistryAction):
 
     def execute(self, params, client, store):
         result = restore(client, store, params['repository'], tags=params['tag'], digest=params['digest'],
-                         entry_id=params['entry'], all_tags=params['all_tags'], check_mode=self._task.check_mode)
+                         entry_id=params['entry'], all_tags=params['all_tags'], force=params['force'],
+                         target_repository=params['target_repository'], check_mode=self._task.check_mode)
         if self._task.diff:
             result['diff'] = {
                 'before': {},

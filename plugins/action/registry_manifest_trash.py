@@ -15,7 +15,8 @@ class ActionModule(RegistryAction):
 
     def execute(self, params, client, store):
         result = trash(client, store, params['repository'], tags=params['tag'], digest=params['digest'],
-                       scope=params['scope'], reason=params['reason'], check_mode=self._task.check_mode)
+                       scope=params['scope'], reason=params['reason'], keep_blobs=params['keep_blobs'],
+                       check_mode=self._task.check_mode)
         if self._task.diff:
             result['diff'] = {
                 'before': {t: e['digest'] for e in result['entries'] for t in e['removed_tags'] + e['other_tags']},

@@ -18,8 +18,12 @@ description:
   - The entry is chosen by O(entry) id, by O(digest) (the newest entry of that digest), or by O(tag)
     (for each tag, the newest entry that removed it).
   - Before anything is sent, the snapshot is checked against its digest, the tags to restore are checked to be
-    absent or already at that digest, and the blobs (or, for an index, the child manifests) the manifest
-    references are checked to be in the registry. When any check fails, nothing is changed.
+    absent or already at that digest, and every blob the manifest (and, for an index, each child manifest)
+    references is checked to be in the registry or kept in the trash. When any check fails, nothing is changed.
+  - Blobs the registry lacks are uploaded from the trash when the entry kept them. For a multi-arch index,
+    missing child manifests are put back first, then the index.
+  - Every blob is checked by reading it, not only by asking for it, because distribution's blob-descriptor
+    cache can claim blobs that garbage collection removed while the registry ran.
   - After each PUT, the tag is read back and must resolve to the trashed digest. The entry is kept as history,
     marked restored.
   - This module always runs on the Ansible controller.
@@ -66,6 +70,19 @@ options:
       - V(false) restores only the tags named in O(tag); with O(digest) or O(entry), only the manifest, untagged.
     type: bool
     default: true
+  force:
+    description:
+      - When a tag to restore now points at another digest, the task fails by default and changes nothing.
+      - With V(true), the current occupant of the tag is trashed first (a new trash entry, so nothing is lost),
+        then the tag is restored.
+    type: bool
+    default: false
+  target_repository:
+    description:
+      - Restore into this repository of the same registry instead of the one the entry was trashed from.
+      - Blobs are mounted from the original repository where the registry allows it, and uploaded from the
+        trash otherwise.
+    type: str
 seealso:
   - module: oci_registry.trash.registry_manifest_trash
 '''
@@ -83,6 +100,14 @@ EXAMPLES = r'''
     registry_url: https://registry.example.com
     repository: team/app
     entry: "{{ trashed.entries[0].id }}"
+
+- name: Restore into another repository, replacing whatever the tag holds there now (it is trashed first)
+  oci_registry.trash.registry_manifest_restore:
+    registry_url: https://registry.example.com
+    repository: team/app
+    tag: [stable]
+    target_repository: team/app-rescued
+    force: true
 
 - name: Restore only one of the tags that were trashed together
   oci_registry.trash.registry_manifest_restore:
@@ -120,6 +145,12 @@ entry:
   returned: always
   type: str
   sample: 20261204T195012123456Z-3fa2c1d8e9b0-9f1c
+replaced:
+  description: Trash entries made for the tags that O(force) took over, as returned by
+    M(oci_registry.trash.registry_manifest_trash) in RV(oci_registry.trash.registry_manifest_trash#module:entries).
+  returned: always
+  type: list
+  elements: dict
 msg:
   description: What was done, in a sentence.
   returned: always

@@ -22,6 +22,7 @@ description:
     When the named tags are all the tags of that digest, the manifest is deleted by digest. Otherwise each tag is
     deleted by tag where the registry allows it, or, where it does not (distribution 2.x answers 400), re-pointed
     at a small placeholder manifest of its own that is then deleted by digest.
+  - A multi-arch image (OCI index or Docker manifest list) is snapshotted whole, with every child manifest under it.
   - With O(scope=manifest) or O(digest), the manifest is deleted by digest, and with it every tag that points at it;
     all of them are recorded.
   - After the delete, the module checks that the removed tags are gone and that the other tags still resolve
@@ -75,6 +76,14 @@ options:
     description:
       - Free text kept in the trash entry, for the person who later wonders why.
     type: str
+  keep_blobs:
+    description:
+      - Also save the config and layer blobs of the image (of every child, for a multi-arch index) into the trash,
+        so that the image can be restored after the registry's garbage collector has run.
+      - Blobs are streamed to disk and checked against their digest, and stored once however many entries share them.
+      - Without it, only manifests are kept, and a restore after garbage collection fails, naming the missing blobs.
+    type: bool
+    default: false
 seealso:
   - module: oci_registry.trash.registry_manifest_restore
   - name: OCI distribution spec, deleting manifests
@@ -105,6 +114,13 @@ EXAMPLES = r'''
     repository: team/app
     digest: sha256:9b2a45e3d7f5b3bbc8c1e3a5d2a0f2c4a4b1bb7c6e1f0a9d8c7b6a5f4e3d2c1b
     trash_dir: /srv/registry-trash
+
+- name: Trash a multi-arch image with its layers, so it survives garbage collection
+  oci_registry.trash.registry_manifest_trash:
+    registry_url: https://registry.example.com
+    repository: team/app
+    tag: 2.0.0
+    keep_blobs: true
 
 - name: Show what would go, without touching anything
   oci_registry.trash.registry_manifest_trash:
@@ -154,6 +170,16 @@ entries:
       description: V(trashed) once the delete is confirmed.
       type: str
       sample: trashed
+    children:
+      description: Digests of the child manifests snapshotted with an index.
+      type: list
+      elements: str
+    keep_blobs:
+      description: Whether the blobs were saved too.
+      type: bool
+    blob_bytes:
+      description: Size of the blobs saved for this entry (shared blobs are stored once on disk).
+      type: int
 tags:
   description: The outcome for each named tag (or the digest), including those already absent.
   returned: always

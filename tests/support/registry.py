@@ -36,7 +36,7 @@ class Registry:
     """
 
     def __init__(self, workdir, *, htpasswd_users=None, tls=False, delete=True,
-                 blob_cache=True, readonly=False):
+                 blob_cache=True, readonly=False, token_issuer=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -44,6 +44,7 @@ class Registry:
         self.config_path = self.workdir / "config.yml"
         self.log_path = self.workdir / "registry.log"
         self.htpasswd_users = dict(htpasswd_users or {})
+        self.token_issuer = token_issuer
         self.tls = tls
         # skopeo's --cert-dir takes every *.crt in a directory as a CA, so the
         # CA gets a directory of its own.
@@ -161,6 +162,8 @@ class Registry:
             htpasswd = self.workdir / "htpasswd"
             _write_htpasswd(htpasswd, self.htpasswd_users)
             config["auth"] = {"htpasswd": {"realm": "test-registry", "path": str(htpasswd)}}
+        if self.token_issuer:
+            config["auth"] = self.token_issuer.registry_auth_config()
         if self.tls:
             http["tls"] = _write_tls_files(self.workdir / "tls", self.ca_cert)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -46,6 +46,13 @@ options:
       - Seconds to wait for each answer of the registry.
     type: int
     default: 30
+requirements:
+  - requests (Python library, on the controller)
+'''
+
+    # For the modules that work on the trash alone (they take registry_url only as a filter).
+    TRASH_DIR = r'''
+options:
   trash_dir:
     description:
       - Directory on the controller that holds the trash. Created with mode V(0700) when missing.
@@ -53,12 +60,6 @@ options:
       - In AWX or AAP the controller is a throwaway container, so this must be a mounted persistent path.
     type: path
     default: ~/.ansible/registry_trash
-notes:
-  - The module runs on the Ansible controller, whatever C(hosts:) names, and reads the
-    environment variables of the controller. Use C(run_once) when a play targets several hosts.
-  - The trash format is described in C(docs/trash-format.md) of the collection.
-requirements:
-  - requests (Python library, on the controller)
 '''
 
     ATTRIBUTES = r'''
@@ -71,4 +72,8 @@ attributes:
   bypass_host_loop:
     support: none
     details: The task runs once per host of the play; add C(run_once) to touch the registry once.
+notes:
+  - The module runs on the Ansible controller, whatever C(hosts:) names, and reads the
+    environment variables of the controller. Use C(run_once) when a play targets several hosts.
+  - The trash format is described in C(docs/trash-format.md) of the collection.
 '''

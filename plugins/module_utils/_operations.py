@@ -14,6 +14,8 @@ verify, record. Every check that can refuse runs before anything is written.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -34,12 +36,20 @@ def _unique(items):
     return list(dict.fromkeys(items))
 
 
-def _parallel_map(function, items, parallel):
+def _parallel_map(function, items, parallel, progress=None):
+    """function over items, with up to parallel at once; results in the order of items."""
     items = list(items)
+    counter = itertools.count(1)
+
+    def run(item):
+        result = function(item)
+        if progress:
+            progress(next(counter), len(items))  # itertools.count is atomic under the GIL
+        return result
     if len(items) < 2 or parallel < 2:
-        return [function(item) for item in items]
+        return [run(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
-        return list(pool.map(function, items))
+        return list(pool.map(run, items))
 
 
 def _public(entry):
@@ -52,10 +62,20 @@ def _public(entry):
 
 # --- trash ---
 
+def _writing(store, check_mode):
+    """The trash's shared lock, which purge takes exclusively, around every write of a trash or restore.
+
+    Check mode writes nothing, not even a lock file.
+    """
+    return contextlib.nullcontext() if check_mode else store.in_use()
+
+
 def trash(client, store, repository, tags=None, digest=None, scope='tag', reason=None,
-          check_mode=False, keep_blobs=False, parallel=DEFAULT_PARALLEL):
+          check_mode=False, keep_blobs=False, parallel=DEFAULT_PARALLEL, progress=None):
     """Remove tags (or a whole manifest) from the registry, keeping a snapshot in the trash.
 
+    Each manifest is its own unit of work: one failing never hides or stops the others,
+    and the TrashError raised at the end carries every outcome, good and bad.
     Returns a dict with changed, entries, tags (each named tag's outcome) and msg.
     """
     check_repository(repository)
@@ -69,49 +89,60 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
         references = _unique(check_tag(t) for t in tags)
         if not references:
             raise TrashError('tag is an empty list: name at least one tag to trash')
+    key = 'digest' if digest is not None else 'tag'
 
-    manifests = _parallel_map(lambda ref: client.get_manifest(repository, ref), references, parallel)
-    outcomes, groups = [], {}
-    for reference, manifest in zip(references, manifests):
-        if manifest is None:
+    resolved = _parallel_map(lambda ref: _attempt(client.get_manifest, repository, ref), references, parallel)
+    outcomes, failures, groups = [], [], {}
+    for reference, (manifest, error) in zip(references, resolved):
+        if error:
+            failures.append(dict(error, **{key: reference}))
+        elif manifest is None:
             outcomes.append(_absent(store, client.url, repository, reference))
         else:
             groups.setdefault(manifest.digest, (manifest, []))[1].append(reference)
 
     plans = []
     if groups:
-        known = {} if digest is not None else {ref: m.digest for ref, m in zip(references, manifests) if m}
+        known = {} if digest is not None else {ref: m.digest for ref, (m, _e) in zip(references, resolved) if m}
         pointing = _tags_by_digest(client, repository, known, parallel)
         whole = digest is not None or scope == 'manifest'
         for found, (manifest, named) in groups.items():
             siblings = sorted(set(pointing.get(found, [])) | set(known).intersection(named))
-            plans.append((manifest, siblings, siblings if whole else sorted(named)))
+            plans.append((manifest, siblings, siblings if whole else sorted(named), named))
 
-    if plans and not check_mode:
-        if client.deletes_enabled(repository) is False:
-            raise RegistryError('delete manifest', client.url + '/v2/%s/manifests/' % repository, 405,
-                                hint='deletes are disabled on this registry (storage.delete.enabled is false) '
-                                     'or it is read-only; nothing was changed')
-    entries = []
-    for manifest, siblings, removed in plans:
+    if plans and not check_mode and client.deletes_enabled(repository) is False:
+        raise RegistryError('delete manifest', client.url + '/v2/%s/manifests/' % repository, 405,
+                            hint='deletes are disabled on this registry (storage.delete.enabled is false) '
+                                 'or it is read-only; nothing was changed')
+
+    def carry_out(plan):
+        manifest, siblings, removed, _named = plan
         children, blobs = _collect(client, repository, manifest)
         if check_mode:
-            entry = {'id': None, 'repository': repository, 'digest': manifest.digest,
-                     'media_type': manifest.media_type, 'removed_tags': removed,
-                     'other_tags': sorted(set(siblings) - set(removed)), 'trashed_at': None, 'state': None,
-                     'children': [{'digest': c.digest} for c in children], 'keep_blobs': keep_blobs,
-                     'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0}
-        else:
-            if keep_blobs:
-                _keep_blobs(client, store, repository, blobs, parallel)
-            entry = store.create_entry(client.url, repository, manifest, siblings, removed, scope, reason,
-                                       children=children, blobs=blobs, keep_blobs=keep_blobs)
-            _delete_and_verify(client, store, entry, manifest)
+            return {'id': None, 'repository': repository, 'digest': manifest.digest,
+                    'media_type': manifest.media_type, 'removed_tags': removed,
+                    'other_tags': sorted(set(siblings) - set(removed)), 'trashed_at': None, 'state': None,
+                    'children': [{'digest': c.digest} for c in children], 'keep_blobs': keep_blobs,
+                    'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0}
+        if keep_blobs:
+            _keep_blobs(client, store, repository, blobs, parallel)
+        entry = store.create_entry(client.url, repository, manifest, siblings, removed, scope, reason,
+                                   children=children, blobs=blobs, keep_blobs=keep_blobs)
+        _delete_and_verify(client, store, entry, manifest)
+        return entry
+
+    with _writing(store, check_mode):
+        done = _parallel_map(lambda plan: _attempt(carry_out, plan), plans, parallel, progress)
+    entries = []
+    for (manifest, _siblings, removed, named), (entry, error) in zip(plans, done):
+        if error:
+            failures.extend(dict(error, digest=manifest.digest, **{key: ref}) for ref in named)
+            continue
         entries.append(_public(entry))
         outcome = {'digest': manifest.digest, 'removed': True, 'in_trash': not check_mode, 'entry': entry['id']}
         if digest is not None:
             outcomes.append(dict(outcome, tags=removed))
-        outcomes.extend(dict(outcome, tag=t) for t in references if digest is None and t in removed)
+        outcomes.extend(dict(outcome, tag=t) for t in named if digest is None)
 
     removed_count = sum(len(e['removed_tags']) for e in entries)
     verb = 'would remove' if check_mode else 'removed'
@@ -119,7 +150,18 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
         msg = '%s %d manifest(s) and %d tag(s) from %s' % (verb, len(entries), removed_count, repository)
     else:
         msg = 'nothing to remove: already absent from %s' % repository
+    if failures:
+        raise _batch_error(failures, len(references), repository, changed=bool(entries), entries=entries,
+                           tags=outcomes)
     return {'changed': bool(entries), 'entries': entries, 'tags': outcomes, 'msg': msg}
+
+
+def _attempt(function, *args):
+    """(result, None), or (None, the failure) for a TrashError: one item's failure stays its own."""
+    try:
+        return function(*args), None
+    except TrashError as exc:
+        return None, dict(exc.details, msg=exc.msg)
 
 
 def _collect(client, repository, manifest):
@@ -259,9 +301,10 @@ def _placeholder_manifest(client, repository, tag):
 # --- restore ---
 
 def restore(client, store, repository, tags=None, digest=None, entry_id=None, all_tags=True,
-            check_mode=False, force=False, target_repository=None, parallel=DEFAULT_PARALLEL):
+            check_mode=False, force=False, target_repository=None, parallel=DEFAULT_PARALLEL, progress=None):
     """Put trashed manifests back from their snapshots.
 
+    Each entry is its own unit of work, checked whole before anything of it is sent.
     Returns a dict with changed, restored (repository, tag, digest each), entries (ids),
     entry (the id when there is one), replaced (entries made for tags that force moved) and msg.
     """
@@ -270,7 +313,7 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
     if sum(x is not None for x in (tags, digest, entry_id)) != 1:
         raise TrashError('give exactly one of tag, digest or entry')
     registry = client.url
-    picks = {}
+    picks, failures = {}, []
     if entry_id is not None:
         entry = store.get_entry(registry, repository, entry_id)
         picks[entry['id']] = (entry, [])
@@ -283,41 +326,70 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
         for tag in _unique(check_tag(t) for t in tags):
             entry = store.latest_entry(registry, repository, tag=tag)
             if entry is None:
-                raise TrashError('the trash has no entry that removed tag %s from %s of %s'
-                                 % (tag, repository, registry))
-            picks.setdefault(entry['id'], (entry, []))[1].append(tag)
+                failures.append({'tag': tag, 'msg': 'the trash has no entry that removed tag %s from %s of %s'
+                                 % (tag, repository, registry)})
+            else:
+                picks.setdefault(entry['id'], (entry, []))[1].append(tag)
+    picked = list(picks.values())
 
-    plans = [_plan_restore(client, store, entry, named, all_tags, target, force)
-             for entry, named in picks.values()]
-    conflicts = [c for plan in plans for c in plan['conflicts']]
-    if conflicts and not force:
-        raise TrashError('refusing to restore: %s; nothing was overwritten (force: true trashes the current '
-                         'occupant first)' % '; '.join(conflicts))
-    for plan in plans:
+    def prepare(pick):
+        entry, named = pick
+        plan = _plan_restore(client, store, entry, named, all_tags, target, force)
+        if plan['conflicts'] and not force:
+            raise TrashError('refusing to restore: %s; nothing was overwritten (force: true trashes the current '
+                             'occupant first)' % '; '.join(plan['conflicts']))
         if plan['to_put']:
             _plan_content(client, store, plan, parallel)
+        return plan
 
-    restored, replaced = [], []
-    for plan in plans:
+    def carry_out(plan):
         entry = plan['entry']
         if plan['to_put'] and not check_mode:
             _send_content(client, store, plan, parallel)
             if plan['occupied']:
-                replaced.extend(trash(client, store, target, tags=plan['occupied'], scope='tag', parallel=parallel,
-                                      reason='replaced by the restore of trash entry %s' % entry['id'])['entries'])
+                plan['replaced'] = trash(client, store, target, tags=plan['occupied'], parallel=parallel,
+                                         reason='replaced by the restore of trash entry %s' % entry['id'])['entries']
             for reference in plan['to_put']:
                 _put_verified(client, target, reference, plan['body'], entry['media_type'], entry['digest'])
             _check_pullable(client, plan)
             store.set_state(entry, 'restored', event='restore', repository=target, tags=plan['to_put'])
+        return plan
+
+    prepared = _parallel_map(lambda pick: _attempt(prepare, pick), picked, parallel)
+    ready = [plan for plan, _error in prepared if plan]
+    with _writing(store, check_mode):
+        done = dict(zip((p['entry']['id'] for p in ready),
+                        _parallel_map(lambda plan: _attempt(carry_out, plan), ready, parallel, progress)))
+    restored, replaced, used, put = [], [], [], []
+    for (entry, named), (plan, error) in zip(picked, prepared):
+        error = error or done[entry['id']][1]
+        if error:
+            failures.append(dict(error, entry=entry['id'], tags=named or entry['removed_tags']))
+            continue
+        used.append(entry['id'])
+        put.extend(plan['to_put'])
+        replaced.extend(plan.get('replaced', []))
         restored.extend({'repository': target, 'tag': r, 'digest': entry['digest']}
                         for r in plan['to_put'] if r != entry['digest'])
-    changed = any(plan['to_put'] for plan in plans)
-    ids = [plan['entry']['id'] for plan in plans]
     verb = 'would restore' if check_mode else 'restored'
-    msg = ('%s %s to %s' % (verb, ', '.join(r for p in plans for r in p['to_put']), target) if changed
+    msg = ('%s %s to %s' % (verb, ', '.join(put), target) if put
            else 'nothing to restore: already in place in %s' % target)
-    return {'changed': changed, 'restored': restored, 'entries': ids, 'replaced': replaced,
-            'entry': ids[0] if len(ids) == 1 else None, 'msg': msg}
+    result = {'changed': bool(put), 'restored': restored, 'entries': used, 'replaced': replaced,
+              'entry': used[0] if len(used) == 1 else None, 'msg': msg}
+    if failures:
+        raise _batch_error(failures, len(picked) + sum(1 for f in failures if 'entry' not in f), repository,
+                           **dict((k, v) for k, v in result.items() if k != 'msg'))
+    return result
+
+
+def _batch_error(failures, total, repository, **result):
+    """One failure keeps its own words; several are listed, each with what it concerned."""
+    if len(failures) == 1:
+        msg = failures[0]['msg']
+    else:
+        msg = '%d of %d failed in %s: %s' % (len(failures), total, repository, '; '.join(
+            '%s: %s' % (f.get('tag') or f.get('entry') or f.get('digest'), f['msg']) for f in failures))
+    return TrashError(msg, failures=failures, **result)
 
 
 def _plan_restore(client, store, entry, named, all_tags, target, force):

@@ -66,6 +66,43 @@ def registry_key(registry_url):
     return key
 
 
+_DURATION_RE = re.compile(r'^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$')
+_DURATION_UNITS = (7 * 86400, 86400, 3600, 60, 1)
+
+
+def parse_duration(text):
+    """Seconds in a duration such as 14d, 12h, 1w2d or 90m."""
+    match = _DURATION_RE.match(str(text).strip()) if text is not None else None
+    if not match or not any(match.groups()):
+        raise TrashError('invalid duration %r: use a number and a unit, w d h m or s, as in 14d, 12h or 1d6h'
+                         % (text,))
+    return sum(int(n or 0) * unit for n, unit in zip(match.groups(), _DURATION_UNITS))
+
+
+def select_entries(entries, tag=None, digest=None, state=None, older_than=None, newer_than=None, now=None):
+    """The entries that pass every filter given; durations are measured back from now."""
+    now = now or utc_now()
+    oldest = now - datetime.timedelta(seconds=parse_duration(newer_than)) if newer_than else None
+    newest = now - datetime.timedelta(seconds=parse_duration(older_than)) if older_than else None
+
+    def keep(entry):
+        trashed = datetime.datetime.strptime(entry['trashed_at'], '%Y-%m-%dT%H:%M:%SZ').replace(
+            tzinfo=datetime.timezone.utc)
+        return ((tag is None or tag in entry['tags']) and (digest is None or entry['digest'] == digest)
+                and (state is None or entry['state'] == state)
+                and (newest is None or trashed <= newest) and (oldest is None or trashed >= oldest))
+    return [e for e in entries if keep(e)]
+
+
+def entry_digests(entry):
+    """Everything an entry needs from the content store."""
+    digests = {entry['digest']}
+    digests.update(c['digest'] for c in entry.get('children', []))
+    if entry.get('keep_blobs'):
+        digests.update(b['digest'] for b in entry.get('blobs', []))
+    return digests
+
+
 class TrashStore:
     def __init__(self, root):
         if not root or not isinstance(root, str):
@@ -101,14 +138,29 @@ class TrashStore:
     @contextlib.contextmanager
     def locked(self):
         """The one writer lock of this trash directory (flock: released if the process dies)."""
+        with self._flock('.lock', fcntl.LOCK_EX):
+            yield self
+
+    @contextlib.contextmanager
+    def _flock(self, name, mode):
         self._make_dirs(self.root)
         self._write_format_marker()
-        fd = os.open(os.path.join(self.root, '.lock'), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield self
+            fcntl.flock(fd, mode)
+            yield
         finally:
             os.close(fd)
+
+    @contextlib.contextmanager
+    def in_use(self):
+        """Held (shared) by every trash and restore while it writes or reads blobs.
+
+        A trash stores blobs before the entry that references them exists; purge takes
+        this lock exclusively, so it never sweeps a blob that an entry is about to claim.
+        """
+        with self._flock('.sweep.lock', fcntl.LOCK_SH):
+            yield self
 
     def save_blob(self, digest, data):
         """Store content under its digest, once; the bytes must match the digest."""
@@ -262,6 +314,74 @@ class TrashStore:
                 continue
             return entry
         return None
+
+    def all_entries(self, registry=None, repository=None):
+        """Entries of the whole trash, or of one registry and/or repository, newest first."""
+        top = self._path('entries')
+        if registry is not None:
+            top = os.path.join(top, registry_key(registry))
+        found = []
+        for directory, _dirs, names in os.walk(top):
+            relative = os.path.relpath(directory, top).split(os.sep)
+            if repository is not None and '/'.join(relative[0 if registry else 1:]) != repository:
+                continue
+            for name in names:
+                if name.endswith('.json'):
+                    try:
+                        found.append(self._read_entry(os.path.join(directory, name)))
+                    except TrashError as exc:
+                        self.damaged.append(exc.msg)
+        return sorted(found, key=lambda e: e['id'], reverse=True)
+
+    def disk_bytes(self):
+        total = 0
+        for directory, _dirs, names in os.walk(self.root):
+            total += sum(os.lstat(os.path.join(directory, n)).st_size for n in names)
+        return total
+
+    def purge(self, doomed, check_mode=False):
+        """Remove entries for good, with every stored manifest and blob no remaining entry needs.
+
+        Returns what went (or would go): entry ids, blob digests and the bytes freed.
+        """
+        if not os.path.isdir(self.root):
+            return {'entries': [], 'blobs': [], 'bytes': 0}
+        with self._flock('.sweep.lock', fcntl.LOCK_EX), self.locked():
+            doomed_ids = set(e['id'] for e in doomed)
+            entries = self.all_entries()
+            if self.damaged:
+                # A damaged entry may reference anything: sweeping now could take what it needs.
+                raise TrashError('refusing to purge while entries are damaged: %s' % '; '.join(self.damaged))
+            gone = [e for e in entries if e['id'] in doomed_ids]
+            kept = set()
+            for entry in entries:
+                if entry['id'] not in doomed_ids:
+                    kept.update(entry_digests(entry))
+            blobs = [d for d in self._stored_digests() if d not in kept]
+            paths = [self.entry_path(e['registry'], e['repository'], e['id']) for e in gone]
+            paths += [self.blob_path(d) for d in blobs]
+            freed = sum(os.lstat(p).st_size for p in paths if os.path.exists(p))
+            if not check_mode:
+                for path in paths:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                self._prune_empty_dirs(self._path('entries'))
+        return {'entries': [e['id'] for e in gone], 'blobs': blobs, 'bytes': freed}
+
+    def _stored_digests(self):
+        top = self._path('blobs')
+        digests = []
+        for algorithm in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+            for name in os.listdir(os.path.join(top, algorithm)):
+                if '.tmp-' not in name:
+                    digests.append('%s:%s' % (algorithm, name))
+        return digests
+
+    def _prune_empty_dirs(self, top):
+        for directory, _dirs, _names in sorted(os.walk(top, topdown=False), key=lambda w: -len(w[0])):
+            if directory != top:
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)  # only succeeds when empty
 
     # --- plumbing ---
 

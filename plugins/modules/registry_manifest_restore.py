@@ -31,6 +31,7 @@ author:
   - oci_registry.trash contributors
 extends_documentation_fragment:
   - oci_registry.trash.registry
+  - oci_registry.trash.registry.TRASH_DIR
   - oci_registry.trash.registry.ATTRIBUTES
 attributes:
   check_mode:

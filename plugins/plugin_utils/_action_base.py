@@ -93,7 +93,8 @@ class RegistryAction(ActionBase):
             for damaged in store.damaged:
                 display.warning('skipped a damaged trash entry: %s' % damaged)
         except TrashError as exc:
-            result.update(failed=True, msg=exc.msg, **exc.details)
+            result.update(exc.details)
+            result.update(failed=True, msg=exc.msg)
         except Exception as exc:  # a bug: still a clean failure, with the traceback for -vvv
             result.update(failed=True, msg='unexpected error in %s.%s: %s' % (COLLECTION, self.MODULE_NAME, exc),
                           exception=traceback.format_exc())

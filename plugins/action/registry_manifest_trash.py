@@ -6,17 +6,18 @@
 from __future__ import annotations
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._operations import trash
-from ansible_collections.oci_registry.trash.plugins.plugin_utils._action_base import RegistryAction
+from ansible_collections.oci_registry.trash.plugins.plugin_utils._action_base import TrashAction
 
 
-class ActionModule(RegistryAction):
+class ActionModule(TrashAction):
     MODULE_NAME = 'registry_manifest_trash'
     RULES = dict(mutually_exclusive=[('tag', 'digest')], required_one_of=[('tag', 'digest')])
 
     def execute(self, params, client, store):
         result = trash(client, store, params['repository'], tags=params['tag'], digest=params['digest'],
                        scope=params['scope'], reason=params['reason'], keep_blobs=params['keep_blobs'],
-                       check_mode=self._task.check_mode)
+                       check_mode=self._task.check_mode,
+                       parallel=params['parallel'], progress=self.progress)
         if self._task.diff:
             result['diff'] = {
                 'before': {t: e['digest'] for e in result['entries'] for t in e['removed_tags'] + e['other_tags']},

@@ -46,6 +46,12 @@ options:
       - Seconds to wait for each answer of the registry.
     type: int
     default: 30
+  parallel:
+    description:
+      - How many requests to the registry may be under way at once, over kept-alive connections.
+      - A batch of many tags goes much faster with several; V(1) makes every step strictly one after another.
+    type: int
+    default: 8
 requirements:
   - requests (Python library, on the controller)
 '''
@@ -60,6 +66,33 @@ options:
       - In AWX or AAP the controller is a throwaway container, so this must be a mounted persistent path.
     type: path
     default: ~/.ansible/registry_trash
+'''
+
+    # The modules that never contact a registry still accept its options, so that
+    # module_defaults for group/oci_registry.trash.registry can set them once for every module.
+    UNUSED_CONNECTION = r'''
+options:
+  username:
+    description: Not used by this module; accepted so that C(module_defaults) of the action group can set it.
+    type: str
+  password:
+    description: Not used by this module; accepted so that C(module_defaults) of the action group can set it.
+    type: str
+  validate_certs:
+    description: Not used by this module; accepted so that C(module_defaults) of the action group can set it.
+    type: bool
+    default: true
+  ca_path:
+    description: Not used by this module; accepted so that C(module_defaults) of the action group can set it.
+    type: path
+  timeout:
+    description: Not used by this module; accepted so that C(module_defaults) of the action group can set it.
+    type: int
+    default: 30
+  parallel:
+    description: Not used by this module; accepted so that C(module_defaults) of the action group can set it.
+    type: int
+    default: 8
 '''
 
     ATTRIBUTES = r'''

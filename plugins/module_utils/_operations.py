@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
+from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import registry_base_url
 from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
     OCI_MANIFEST,
     check_digest,
@@ -28,6 +30,7 @@ from ansible_collections.oci_registry.trash.plugins.module_utils._reference impo
     check_tag,
     manifest_references,
 )
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import select_entries
 
 DEFAULT_PARALLEL = 8
 
@@ -480,3 +483,54 @@ def _check_pullable(client, plan):
     if lost:
         raise TrashError('restored %s to %s, but the registry does not serve %s: the image is not pullable'
                          % (plan['entry']['digest'], plan['target'], ', '.join(lost)), entry=plan['entry']['id'])
+
+
+# --- the trash itself ---
+
+INFO_KEYS = ('id', 'registry', 'repository', 'digest', 'media_type', 'tags', 'removed_tags', 'other_tags',
+             'trashed_at', 'reason', 'user', 'state', 'manifest_size', 'keep_blobs', 'blob_bytes')
+
+
+def find_entries(store, registry_url=None, repository=None, **filters):
+    """Entries matching every filter given (see select_entries), newest first, without touching a registry."""
+    registry = registry_base_url(registry_url) if registry_url else None
+    if repository is not None:
+        check_repository(repository)
+    if filters.get('tag') is not None:
+        check_tag(filters['tag'])
+    if filters.get('digest') is not None:
+        check_digest(filters['digest'])
+    return select_entries(store.all_entries(registry, repository), **filters)
+
+
+def trash_info(store, **filters):
+    entries = find_entries(store, **filters)
+    listed = []
+    for entry in entries:
+        public = {k: entry.get(k) for k in INFO_KEYS}
+        public['children'] = [c['digest'] for c in entry.get('children', [])]
+        listed.append(public)
+    return {'changed': False, 'entries': listed, 'damaged': list(store.damaged), 'totals': {
+        'entries': len(listed),
+        'manifest_bytes': sum(e['manifest_size'] for e in entries),
+        'blob_bytes': sum(e.get('blob_bytes', 0) for e in entries),
+        'disk_bytes': store.disk_bytes() if os.path.isdir(store.root) else 0,
+    }}
+
+
+def purge(store, entry_ids=None, check_mode=False, **filters):
+    """Remove entries for good, by id or by filter, with the content only they referenced."""
+    if entry_ids is not None:
+        wanted = set(entry_ids)
+        doomed = [e for e in store.all_entries() if e['id'] in wanted]
+        unknown = sorted(wanted - set(e['id'] for e in doomed))
+        if unknown:
+            raise TrashError('no trash entry with id %s in %s; nothing was purged' % (', '.join(unknown), store.root))
+    else:
+        doomed = find_entries(store, **filters)
+    gone = store.purge(doomed, check_mode=check_mode)
+    verb = 'would purge' if check_mode else 'purged'
+    return {'changed': bool(gone['entries'] or gone['blobs']), 'purged': gone['entries'],
+            'blobs': len(gone['blobs']), 'bytes_freed': gone['bytes'],
+            'msg': '%s %d entries and %d stored manifests or blobs, %d bytes'
+                   % (verb, len(gone['entries']), len(gone['blobs']), gone['bytes'])}

@@ -13,8 +13,11 @@ so an option cannot be documented one way and validated another.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
+import time
 import traceback
 
 from ansible.errors import AnsibleActionFail
@@ -26,6 +29,7 @@ from ansible.utils.display import Display
 from ansible.utils.plugin_docs import get_docstring
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
+from ansible_collections.oci_registry.trash.plugins.module_utils._operations import DEFAULT_PARALLEL
 from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 
@@ -35,14 +39,11 @@ COLLECTION = 'oci_registry.trash'
 MODULES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'modules')
 SPEC_KEYS = ('type', 'required', 'default', 'choices', 'aliases', 'elements')
 
-# What the documentation format has no key for: secrets and environment fallbacks.
-# Each variable is also named in the option's description (a test holds them together).
-OPTION_EXTRAS = {
-    'registry_url': {'fallback': (env_fallback, ['REGISTRY_URL'])},
-    'username': {'fallback': (env_fallback, ['REGISTRY_USERNAME'])},
-    'password': {'no_log': True, 'fallback': (env_fallback, ['REGISTRY_PASSWORD'])},
-    'trash_dir': {'fallback': (env_fallback, ['REGISTRY_TRASH_DIR'])},
-}
+# The documentation format has no key for an environment fallback: an option gets one
+# where its description says so, in these words.
+ENV_FALLBACK_RE = re.compile(r'Falls back to the environment variable E\((\w+)\)')
+# Nor for secrets: these are never shown, whatever module takes them.
+SECRET_OPTIONS = frozenset(['password'])
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,16 +57,27 @@ def argument_spec(module_name):
     spec = {}
     for name, option in documented_options(module_name).items():
         spec[name] = {key: option[key] for key in SPEC_KEYS if key in option}
-        spec[name].update(OPTION_EXTRAS.get(name, {}))
+        env = ENV_FALLBACK_RE.findall(' '.join(_as_list(option.get('description'))))
+        if env:
+            spec[name]['fallback'] = (env_fallback, env)
+        if name in SECRET_OPTIONS:
+            spec[name]['no_log'] = True
         if spec[name].get('type') == 'path' and isinstance(spec[name].get('default'), str):
             spec[name]['default'] = os.path.expanduser(spec[name]['default'])
     return spec
 
 
-class RegistryAction(ActionBase):
-    """Validate arguments, open the registry and the trash, run execute(), shape the result."""
+def _as_list(value):
+    return value if isinstance(value, list) else [value or '']
+
+
+class TrashAction(ActionBase):
+    """Validate arguments, open the trash (and the registry), run execute(), shape the result."""
 
     MODULE_NAME = None
+    # Modules that only read or empty the trash never open a connection to a registry.
+    USES_REGISTRY = True
+    PROGRESS_SECONDS = 2
     # Constraints between options, which the documentation states only in prose.
     RULES = {}
 
@@ -77,6 +89,21 @@ class RegistryAction(ActionBase):
     def execute(self, params, client, store):
         raise NotImplementedError
 
+    def progress(self, done, total):
+        """A line at -v every PROGRESS_SECONDS or so of a long batch, and at its end."""
+        now = time.monotonic()
+        last = getattr(self, '_last_progress', None)
+        if done == total or last is None or now - last >= self.PROGRESS_SECONDS:
+            self._last_progress = now
+            display.v('%s.%s: %d/%d done' % (COLLECTION, self.MODULE_NAME, done, total))
+
+    def _client(self, params):
+        if not self.USES_REGISTRY:
+            return contextlib.nullcontext()
+        return RegistryClient(params['registry_url'], username=params['username'], password=params['password'],
+                              validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                              timeout=params['timeout'], pool_size=params.get('parallel') or DEFAULT_PARALLEL)
+
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         try:
@@ -86,9 +113,7 @@ class RegistryAction(ActionBase):
             return result
         try:
             store = TrashStore(params['trash_dir'])
-            with RegistryClient(params['registry_url'], username=params['username'], password=params['password'],
-                                validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-                                timeout=params['timeout']) as client:
+            with self._client(params) as client:
                 result.update(self.execute(params, client, store))
             for damaged in store.damaged:
                 display.warning('skipped a damaged trash entry: %s' % damaged)

@@ -1,0 +1,23 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) oci_registry.trash contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+from ansible_collections.oci_registry.trash.plugins.module_utils._operations import purge
+from ansible_collections.oci_registry.trash.plugins.plugin_utils._action_base import TrashAction
+
+FILTERS = ('registry_url', 'repository', 'state', 'older_than', 'newer_than')
+# registry_url is left out: module_defaults often sets it, and must not turn an empty task into "purge it all".
+SELECTORS = ('entry', 'repository', 'state', 'older_than', 'newer_than')
+
+
+class ActionModule(TrashAction):
+    MODULE_NAME = 'registry_trash_purge'
+    USES_REGISTRY = False
+    RULES = dict(required_one_of=[SELECTORS], mutually_exclusive=[('entry', name) for name in FILTERS])
+
+    def execute(self, params, client, store):
+        return purge(store, entry_ids=params['entry'], check_mode=self._task.check_mode,
+                     **{name: params[name] for name in FILTERS})

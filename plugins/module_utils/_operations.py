@@ -95,12 +95,13 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
     key = 'digest' if digest is not None else 'tag'
 
     resolved = _parallel_map(lambda ref: _attempt(client.get_manifest, repository, ref), references, parallel)
-    outcomes, failures, groups = [], [], {}
+    outcomes, failures, groups, newest = [], [], {}, None
     for reference, (manifest, error) in zip(references, resolved):
         if error:
             failures.append(dict(error, **{key: reference}))
         elif manifest is None:
-            outcomes.append(_absent(store, client.url, repository, reference))
+            newest = newest or store.newest_entries(client.url, repository)
+            outcomes.append(_absent(newest, reference))
         else:
             groups.setdefault(manifest.digest, (manifest, []))[1].append(reference)
 
@@ -159,6 +160,17 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
     return {'changed': bool(entries), 'entries': entries, 'tags': outcomes, 'msg': msg}
 
 
+def _memo(function):
+    """function with its answers kept for the rest of one operation."""
+    answers = {}
+
+    def remembered(*args):
+        if args not in answers:
+            answers[args] = function(*args)
+        return answers[args]
+    return remembered
+
+
 def _attempt(function, *args):
     """(result, None), or (None, the failure) for a TrashError: one item's failure stays its own."""
     try:
@@ -202,10 +214,10 @@ def _keep_blobs(client, store, repository, blobs, parallel):
     _parallel_map(keep, blobs, parallel)
 
 
-def _absent(store, registry, repository, reference):
+def _absent(newest, reference):
     """A reference already gone is not an error: say whether the trash has it."""
     key = 'digest' if ':' in reference else 'tag'
-    entry = store.latest_entry(registry, repository, **{key: reference})
+    entry = newest[key == 'digest'].get(reference)
     return {key: reference, 'digest': entry['digest'] if entry else (reference if key == 'digest' else None),
             'removed': False, 'in_trash': entry is not None, 'entry': entry['id'] if entry else None}
 
@@ -321,19 +333,21 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
         entry = store.get_entry(registry, repository, entry_id)
         picks[entry['id']] = (entry, [])
     elif digest is not None:
-        entry = store.latest_entry(registry, repository, digest=check_digest(digest))
+        entry = store.newest_entries(registry, repository)[1].get(check_digest(digest))
         if entry is None:
             raise TrashError('the trash has no entry for %s in %s of %s' % (digest, repository, registry))
         picks[entry['id']] = (entry, [])
     else:
+        newest_by_tag = store.newest_entries(registry, repository)[0]
         for tag in _unique(check_tag(t) for t in tags):
-            entry = store.latest_entry(registry, repository, tag=tag)
+            entry = newest_by_tag.get(tag)
             if entry is None:
                 failures.append({'tag': tag, 'msg': 'the trash has no entry that removed tag %s from %s of %s'
                                  % (tag, repository, registry)})
             else:
                 picks.setdefault(entry['id'], (entry, []))[1].append(tag)
     picked = list(picks.values())
+    present = _memo(client.blob_exists)  # images of a batch share most of their layers
 
     def prepare(pick):
         entry, named = pick
@@ -342,7 +356,7 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
             raise TrashError('refusing to restore: %s; nothing was overwritten (force: true trashes the current '
                              'occupant first)' % '; '.join(plan['conflicts']))
         if plan['to_put']:
-            _plan_content(client, store, plan, parallel)
+            _plan_content(client, store, plan, parallel, present)
         return plan
 
     def carry_out(plan):
@@ -410,7 +424,7 @@ def _plan_restore(client, store, entry, named, all_tags, target, force):
             'occupied': occupied if force else [], 'to_put': to_put}
 
 
-def _plan_content(client, store, plan, parallel):
+def _plan_content(client, store, plan, parallel, present):
     """Find how each child manifest and blob will reach the target; refuse before any write if one cannot."""
     entry, target = plan['entry'], plan['target']
     source = entry['repository']
@@ -424,11 +438,11 @@ def _plan_content(client, store, plan, parallel):
     plan['blobs'] = list(blobs.values())
 
     def source_of(blob):
-        if client.blob_exists(target, blob['digest']):
+        if present(target, blob['digest']):
             return 'present'
         if entry.get('keep_blobs') and store.has_blob(blob['digest']):
             return 'trash'
-        if target != source and client.blob_exists(source, blob['digest']):
+        if target != source and present(source, blob['digest']):
             return 'mount'
         return None
     plan['blob_sources'] = dict(zip((b['digest'] for b in plan['blobs']),
@@ -478,8 +492,12 @@ def _put_verified(client, repository, reference, body, media_type, digest):
 
 
 def _check_pullable(client, plan):
-    """Success only for an image a client can pull: every blob is served, not just listed."""
-    lost = [b['digest'] for b in plan['blobs'] if not client.blob_exists(plan['target'], b['digest'])]
+    """Success only for an image a client can pull: every blob sent is served, not just listed.
+
+    The blobs found present were read moments ago, when the restore was planned.
+    """
+    sent = [d for d, how in plan['blob_sources'].items() if how != 'present']
+    lost = [d for d in sent if not client.blob_exists(plan['target'], d)]
     if lost:
         raise TrashError('restored %s to %s, but the registry does not serve %s: the image is not pullable'
                          % (plan['entry']['digest'], plan['target'], ', '.join(lost)), entry=plan['entry']['id'])

@@ -141,10 +141,13 @@ class TrashStore:
         with self._flock('.lock', fcntl.LOCK_EX):
             yield self
 
-    @contextlib.contextmanager
-    def _flock(self, name, mode):
+    def _prepare(self):
         self._make_dirs(self.root)
         self._write_format_marker()
+
+    @contextlib.contextmanager
+    def _flock(self, name, mode):
+        self._prepare()
         fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, mode)
@@ -242,10 +245,12 @@ class TrashStore:
             if missing:
                 raise TrashError('refusing to record an entry whose kept blobs are not in the trash: %s'
                                  % ', '.join(missing))
-        with self.locked():
-            for item in (manifest,) + tuple(children):
-                self.save_blob(item.digest, item.body)
-            self._write_entry(entry)
+        # No lock: content-addressed blobs and a new, uniquely named entry cannot collide,
+        # so many entries are made at once, and their fsyncs share the journal's commits.
+        self._prepare()
+        for item in (manifest,) + tuple(children):
+            self.save_blob(item.digest, item.body)
+        self._write_entry(entry)
         return entry
 
     def set_state(self, entry, state, **event):
@@ -258,7 +263,9 @@ class TrashStore:
             event.update(state=state, at=utc_now().strftime('%Y-%m-%dT%H:%M:%SZ'))
             current['history'].append(event)
             current['state'] = state
-            self._write_entry(current)
+            # Atomic but not synced to the directory: a state change lost to a crash leaves the
+            # entry pending, which restore still trusts, and the next run settles it.
+            self._write_entry(current, durable=False)
         entry.clear()
         entry.update(current)
         return entry
@@ -303,17 +310,18 @@ class TrashStore:
                 self.damaged.append(exc.msg)
         return found
 
-    def latest_entry(self, registry, repository, tag=None, digest=None, states=RESTORABLE_STATES):
-        """The newest entry that removed the tag (or holds the digest), in one of states."""
-        for entry in self.entries(registry, repository):
-            if entry['state'] not in states:
-                continue
-            if tag is not None and tag not in entry['removed_tags']:
-                continue
-            if digest is not None and entry['digest'] != digest:
-                continue
-            return entry
-        return None
+    def newest_entries(self, registry, repository, states=RESTORABLE_STATES):
+        """The newest entry in one of states for each removed tag and for each digest, of one repository.
+
+        One pass over the repository's entries, however many tags a batch names.
+        """
+        by_tag, by_digest = {}, {}
+        for entry in self.entries(registry, repository):  # newest first: the first one seen wins
+            if entry['state'] in states:
+                by_digest.setdefault(entry['digest'], entry)
+                for tag in entry['removed_tags']:
+                    by_tag.setdefault(tag, entry)
+        return by_tag, by_digest
 
     def all_entries(self, registry=None, repository=None):
         """Entries of the whole trash, or of one registry and/or repository, newest first."""
@@ -395,9 +403,9 @@ class TrashStore:
             raise TrashError('trash entry %s is damaged or unreadable: %s' % (path, getattr(exc, 'strerror', None) or exc))
         return entry
 
-    def _write_entry(self, entry):
+    def _write_entry(self, entry, durable=True):
         path = self.entry_path(entry['registry'], entry['repository'], entry['id'])
-        self._atomic_write(path, json.dumps(entry, indent=2, sort_keys=True).encode() + b'\n')
+        self._atomic_write(path, json.dumps(entry, indent=2, sort_keys=True).encode() + b'\n', durable=durable)
 
     def _write_format_marker(self):
         path = os.path.join(self.root, 'trash.json')
@@ -424,7 +432,7 @@ class TrashStore:
         except OSError as exc:
             raise TrashError('cannot create trash directory %s: %s' % (directory, exc.strerror))
 
-    def _atomic_write(self, path, data, before_rename=None):
+    def _atomic_write(self, path, data, before_rename=None, durable=True):
         directory = os.path.dirname(path)
         self._make_dirs(directory)
         tmp = '%s.tmp-%d-%s' % (path, os.getpid(), secrets.token_hex(4))
@@ -439,11 +447,12 @@ class TrashStore:
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            if durable:
+                dir_fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

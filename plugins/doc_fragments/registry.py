@@ -95,8 +95,13 @@ options:
     default: 8
 '''
 
+    # Used with ansible.builtin.action_common_attributes and its FLOW part, which describe
+    # the other attributes.
     ATTRIBUTES = r'''
 attributes:
+  idempotent:
+    description:
+      - When run twice with the same options, the second run changes nothing and reports no change.
   action:
     support: full
     details: The work is done in the controller process by an action plugin of the same name.

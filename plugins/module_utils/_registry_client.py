@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import ssl
 import threading
 import time
 from collections import namedtuple
@@ -29,7 +30,7 @@ from ansible_collections.oci_registry.trash.plugins.module_utils._reference impo
 try:
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.exceptions import ProtocolError
+    from urllib3.exceptions import MaxRetryError, ProtocolError, SSLError
     from urllib3.util.retry import Retry
 except ImportError as exc:  # reported when a client is made, so docs and sanity still load
     requests = None
@@ -59,8 +60,10 @@ def registry_base_url(registry_url):
     if parts.query or parts.fragment:
         raise TrashError('invalid registry_url %r: it must not have a query or fragment' % (registry_url,))
     try:
-        parts.port
+        port_ok = parts.port != 0
     except ValueError:
+        port_ok = False
+    if not port_ok:
         raise TrashError('invalid registry_url %r: the port is not a number from 1 to 65535' % (registry_url,))
     return '%s://%s%s' % (parts.scheme, parts.netloc.lower(), parts.path.rstrip('/'))
 
@@ -82,10 +85,12 @@ class RegistryClient:
         if ca_path and not os.path.exists(ca_path):
             raise TrashError('ca_path %s does not exist' % ca_path)
         self.session = requests.Session()
-        self.session.verify = (ca_path or True) if validate_certs else False
+        # Passed with every request: requests lets REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE
+        # override a session's verify, and the task's options must win.
+        self.verify = (ca_path or True) if validate_certs else False
         self.auth = _Auth(self, username, password)
         self.authenticated = bool(username)
-        retry = Retry(total=retries, connect=retries, read=retries, status=retries,
+        retry = _Retry(total=retries, connect=retries, read=retries, status=retries,
                       backoff_factor=0.2, status_forcelist=RETRY_STATUSES,
                       allowed_methods=RETRY_METHODS, respect_retry_after_header=True,
                       raise_on_status=False)
@@ -274,7 +279,7 @@ class RegistryClient:
         headers.update(self.auth.header_for(method, url))
         try:
             return self.session.request(method, url, headers=headers, data=data, timeout=self.timeout,
-                                        allow_redirects=True, stream=stream)
+                                        allow_redirects=True, stream=stream, verify=self.verify)
         except requests.exceptions.SSLError as exc:
             raise RegistryError(operation, url, message='TLS error: %s' % _reason(exc), hint=(
                 'if the registry uses a private CA, set ca_path to its certificate'))
@@ -309,11 +314,19 @@ class RegistryClient:
             return None
 
 
+class _Retry(Retry if requests else object):
+    """Retries that give up at once on TLS failures: a certificate does not fix itself in a second."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if isinstance(error, (SSLError, ssl.SSLError)):
+            raise MaxRetryError(_pool, url, error)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 def _closing_chunks(response, size=1 << 20):
     with response:
         try:
-            for chunk in response.iter_content(size):
-                yield chunk
+            yield from response.iter_content(size)
         except requests.exceptions.RequestException as exc:
             raise RegistryError('get blob', response.url, message='the download broke off: %s' % _reason(exc))
 
@@ -331,11 +344,14 @@ def _registry_error(response):
 def _reason(exc):
     """The innermost reason of a requests exception, without its wall of wrappers."""
     reason = exc
-    while getattr(reason, 'reason', None) is not None and reason.reason is not reason:
-        reason = reason.reason
-    while reason.args and isinstance(reason.args[0], BaseException):
-        reason = reason.args[0]
-    return str(reason)
+    while True:
+        inner = getattr(reason, 'reason', None)
+        if not isinstance(inner, BaseException):
+            inner = reason.args[0] if reason.args and isinstance(reason.args[0], BaseException) else None
+        inner = inner or reason.__cause__ or reason.__context__
+        if inner is None or inner is reason:
+            return str(reason)
+        reason = inner
 
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -387,7 +403,8 @@ class _Auth:
             query['scope'] = scope
         headers = {'Authorization': self.basic} if self.basic else {}
         try:
-            answer = self.client.session.get(realm, params=query, headers=headers, timeout=self.client.timeout)
+            answer = self.client.session.get(realm, params=query, headers=headers, timeout=self.client.timeout,
+                                             verify=self.client.verify)
         except requests.exceptions.RequestException as exc:
             raise RegistryError('get token', realm, message='cannot reach the token service: %s' % _reason(exc))
         if answer.status_code != 200:

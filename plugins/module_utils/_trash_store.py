@@ -217,6 +217,8 @@ class TrashStore:
         config and layer descriptors, already in the store when keep_blobs.
         """
         now = utc_now()
+        check_digest(manifest.digest)
+        self.entries_dir(registry, repository)  # refuses a bad name before anything is written
         entry = {
             'format': FORMAT_VERSION,
             'id': '%s-%s-%s' % (now.strftime('%Y%m%dT%H%M%S%fZ'), manifest.digest.split(':', 1)[1][:12],
@@ -231,7 +233,7 @@ class TrashStore:
             'keep_blobs': keep_blobs,
             'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0,
             'tags': sorted(check_tag(t) for t in tags),
-            'removed_tags': sorted(removed_tags),
+            'removed_tags': sorted(check_tag(t) for t in removed_tags),
             'other_tags': sorted(set(tags) - set(removed_tags)),
             'scope': scope,
             'trashed_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
@@ -307,7 +309,7 @@ class TrashStore:
             try:
                 found.append(self._read_entry(os.path.join(directory, name)))
             except TrashError as exc:
-                self.damaged.append(exc.msg)
+                self._report_damage(exc.msg)
         return found
 
     def newest_entries(self, registry, repository, states=RESTORABLE_STATES):
@@ -338,7 +340,7 @@ class TrashStore:
                     try:
                         found.append(self._read_entry(os.path.join(directory, name)))
                     except TrashError as exc:
-                        self.damaged.append(exc.msg)
+                        self._report_damage(exc.msg)
         return sorted(found, key=lambda e: e['id'], reverse=True)
 
     def disk_bytes(self):
@@ -393,6 +395,10 @@ class TrashStore:
 
     # --- plumbing ---
 
+    def _report_damage(self, msg):
+        if msg not in self.damaged:
+            self.damaged.append(msg)
+
     def _read_entry(self, path):
         try:
             with open(path, 'rb') as f:
@@ -415,7 +421,7 @@ class TrashStore:
                     marker = json.loads(f.read())
                 except ValueError:
                     marker = {}
-            if marker.get('format') != FORMAT_NAME or marker.get('version') != FORMAT_VERSION:
+            if not isinstance(marker, dict) or marker.get('format') != FORMAT_NAME or marker.get('version') != FORMAT_VERSION:
                 raise TrashError('%s is not a version %d %s trash directory (%s says %r)'
                                  % (self.root, FORMAT_VERSION, FORMAT_NAME, path, marker))
             return

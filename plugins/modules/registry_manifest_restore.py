@@ -28,12 +28,16 @@ description:
     marked restored.
   - This module always runs on the Ansible controller.
 author:
-  - oci_registry.trash contributors
+  - oci_registry.trash contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - oci_registry.trash.registry
   - oci_registry.trash.registry.TRASH_DIR
   - oci_registry.trash.registry.ATTRIBUTES
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Runs every check and reports what would be restored; writes nothing.

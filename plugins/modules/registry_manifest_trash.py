@@ -31,12 +31,16 @@ description:
     manifest can only be restored if its blobs are still in the registry.
   - This module always runs on the Ansible controller.
 author:
-  - oci_registry.trash contributors
+  - oci_registry.trash contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - oci_registry.trash.registry
   - oci_registry.trash.registry.TRASH_DIR
   - oci_registry.trash.registry.ATTRIBUTES
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports what would be removed; writes nothing to the registry or the trash.

@@ -18,12 +18,16 @@ description:
   - Damaged entries (unreadable or truncated files) are listed in RV(damaged) and never hide the others.
   - This module always runs on the Ansible controller.
 author:
-  - oci_registry.trash contributors
+  - oci_registry.trash contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - oci_registry.trash.registry.TRASH_DIR
   - oci_registry.trash.registry.UNUSED_CONNECTION
   - oci_registry.trash.registry.ATTRIBUTES
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: It changes nothing in any mode.

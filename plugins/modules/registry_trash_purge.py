@@ -23,12 +23,16 @@ description:
     M(oci_registry.trash.registry_trash_info) lists damaged entries.
   - This module always runs on the Ansible controller.
 author:
-  - oci_registry.trash contributors
+  - oci_registry.trash contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
   - oci_registry.trash.registry.TRASH_DIR
   - oci_registry.trash.registry.UNUSED_CONNECTION
   - oci_registry.trash.registry.ATTRIBUTES
 attributes:
+  platform:
+    platforms: posix
   check_mode:
     support: full
     details: Reports what would be removed and how many bytes that frees; removes nothing.

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) oci_registry.trash contributors
-# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # Private to this collection: no compatibility promise outside it.
@@ -130,7 +130,8 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
                     'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0}
         if keep_blobs:
             _keep_blobs(client, store, repository, blobs, parallel)
-        entry = store.create_entry(client.url, repository, manifest, siblings, removed, scope, reason,
+        entry = store.create_entry(client.url, repository, manifest, siblings, removed,
+                                   'manifest' if digest is not None else scope, reason,
                                    children=children, blobs=blobs, keep_blobs=keep_blobs)
         _delete_and_verify(client, store, entry, manifest)
         return entry
@@ -148,12 +149,7 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
             outcomes.append(dict(outcome, tags=removed))
         outcomes.extend(dict(outcome, tag=t) for t in named if digest is None)
 
-    removed_count = sum(len(e['removed_tags']) for e in entries)
-    verb = 'would remove' if check_mode else 'removed'
-    if entries:
-        msg = '%s %d manifest(s) and %d tag(s) from %s' % (verb, len(entries), removed_count, repository)
-    else:
-        msg = 'nothing to remove: already absent from %s' % repository
+    msg = _trash_summary(entries, repository, check_mode)
     if failures:
         raise _batch_error(failures, len(references), repository, changed=bool(entries), entries=entries,
                            tags=outcomes)
@@ -177,6 +173,16 @@ def _attempt(function, *args):
         return function(*args), None
     except TrashError as exc:
         return None, dict(exc.details, msg=exc.msg)
+
+
+def _trash_summary(entries, repository, check_mode):
+    if not entries:
+        return 'nothing to remove: already absent from %s' % repository
+    tags = [t for e in entries for t in e['removed_tags']]
+    deleted = sum(1 for e in entries if not e['other_tags'])
+    return '%s %d tag(s) from %s: %s; %d manifest(s) deleted, %d kept for their other tags' % (
+        'would remove' if check_mode else 'removed', len(tags), repository,
+        ', '.join(tags[:10]) + (', ...' if len(tags) > 10 else ''), deleted, len(entries) - deleted)
 
 
 def _collect(client, repository, manifest):
@@ -361,6 +367,9 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
 
     def carry_out(plan):
         entry = plan['entry']
+        if plan['settle'] and not check_mode:
+            # Everything is back already (a run that stopped after its PUTs): only the record lags.
+            store.set_state(entry, 'restored', event='restore found in place', repository=target)
         if plan['to_put'] and not check_mode:
             _send_content(client, store, plan, parallel)
             if plan['occupied']:
@@ -420,8 +429,9 @@ def _plan_restore(client, store, entry, named, all_tags, target, force):
     to_put = [t for t in wanted if current[t] is None or (force and t in occupied)]
     if not wanted and client.manifest_digest(target, digest) is None:
         to_put = [digest]  # an untagged manifest comes back by digest
+    settle = not to_put and not occupied and entry['state'] != 'restored' and target == entry['repository']
     return {'entry': entry, 'body': body, 'target': target, 'conflicts': conflicts,
-            'occupied': occupied if force else [], 'to_put': to_put}
+            'occupied': occupied if force else [], 'to_put': to_put, 'settle': settle}
 
 
 def _plan_content(client, store, plan, parallel, present):

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) oci_registry.trash contributors
-# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # Private to this collection: no compatibility promise outside it.
@@ -37,7 +37,7 @@ from ansible_collections.oci_registry.trash.plugins.module_utils._reference impo
 FORMAT_NAME = 'oci_registry.trash'
 FORMAT_VERSION = 1
 ENTRY_ID_RE = re.compile(r'^\d{8}T\d{12}Z-[a-f0-9]{12}-[a-f0-9]{4}$')
-REGISTRY_KEY_RE = re.compile(r'^[a-z0-9][a-z0-9._\-\[\]]*$')
+REGISTRY_KEY_RE = re.compile(r'^[a-z0-9\[][a-z0-9._\-\[\]]*$')
 
 # pending: snapshot written, delete not yet confirmed (a crash leaves this; restore trusts it)
 # trashed: deleted from the registry; restored: put back (kept as history)
@@ -299,7 +299,9 @@ class TrashStore:
         """Entries of one repository, newest first; damaged ones are listed in self.damaged."""
         directory = self.entries_dir(registry, repository)
         try:
-            names = sorted((n for n in os.listdir(directory) if n.endswith('.json')), reverse=True)
+            # A repository may have a path component named like a file, "app.json": a directory.
+            names = sorted((n for n in os.listdir(directory)
+                            if n.endswith('.json') and os.path.isfile(os.path.join(directory, n))), reverse=True)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 return []
@@ -430,13 +432,21 @@ class TrashStore:
     def _make_dirs(self, directory):
         if os.path.isdir(directory):
             return
-        self._make_dirs(os.path.dirname(directory))
+        parent = os.path.dirname(directory)
+        self._make_dirs(parent)
         try:
             os.mkdir(directory, 0o700)
         except FileExistsError:
-            pass
+            return
         except OSError as exc:
             raise TrashError('cannot create trash directory %s: %s' % (directory, exc.strerror))
+        # A new directory is durable only once its parent is synced; the first entry of a
+        # new repository depends on it.
+        parent_fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(parent_fd)
+        finally:
+            os.close(parent_fd)
 
     def _atomic_write(self, path, data, before_rename=None, durable=True):
         directory = os.path.dirname(path)

@@ -2,7 +2,7 @@
 """Bulk trash and restore, measured side by side against the floor and the uri-loop approach.
 
 Starts its own registry on 127.0.0.1 and prints a Markdown report (docs/performance.md
-keeps the last one). Run with: scripts/bench [--tags N] [--uri-tags M] [--parallel P]
+keeps the last one). Run with: scripts/bench bulk_trash [--tags N] [--uri-tags M] [--parallel P]
 
 (a) floor: a sequential Python requests loop, GET + write + DELETE per tag
 (b) one registry_manifest_trash task over all N tags, through ansible-playbook, start-up included
@@ -113,8 +113,8 @@ def main():
             c, c_rss = run_playbook(HERE / "restore.yml", common, workdir)
 
             uri_tags = push_tags(registry, base_manifest, media_type, args.uri_tags, "uri")
-            d, d_rss = run_playbook(HERE / "uri_loop.yml", dict(common, tags=uri_tags, accept=ACCEPT,
-                                                                 out_dir=str(workdir / "uri-out")), workdir)
+            uri_vars = dict(common, tags=uri_tags, accept=ACCEPT, out_dir=str(workdir / "uri-out"))
+            d, d_rss = run_playbook(HERE / "uri_loop.yml", uri_vars, workdir)
         finally:
             registry.stop()
 

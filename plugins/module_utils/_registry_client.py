@@ -46,6 +46,8 @@ TAG_PAGE_SIZE = 1000
 # answers 404 has succeeded, which delete_manifest() already treats as done.
 RETRY_METHODS = frozenset(['GET', 'HEAD', 'PUT', 'DELETE'])
 RETRY_STATUSES = (429, 502, 503, 504)
+# A Retry-After longer than this is cut short, so that retries stay bounded in time too.
+MAX_RETRY_AFTER = 30
 
 
 def registry_base_url(registry_url):
@@ -69,7 +71,7 @@ def registry_base_url(registry_url):
 
 
 class RegistryClient:
-    """A keep-alive session to one registry, with Basic auth and bounded retries.
+    """A keep-alive session to one registry, with Basic or Bearer token auth and bounded retries.
 
     Methods return None or False for "not there" (404) and raise RegistryError for
     every other failure, so callers only handle the cases they mean to.
@@ -91,9 +93,9 @@ class RegistryClient:
         self.auth = _Auth(self, username, password)
         self.authenticated = bool(username)
         retry = _Retry(total=retries, connect=retries, read=retries, status=retries,
-                      backoff_factor=0.2, status_forcelist=RETRY_STATUSES,
-                      allowed_methods=RETRY_METHODS, respect_retry_after_header=True,
-                      raise_on_status=False)
+                       backoff_factor=0.2, status_forcelist=RETRY_STATUSES,
+                       allowed_methods=RETRY_METHODS, respect_retry_after_header=True,
+                       raise_on_status=False)
         adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
         self.session.mount('http://', adapter)
         self.session.mount('https://', adapter)
@@ -315,12 +317,17 @@ class RegistryClient:
 
 
 class _Retry(Retry if requests else object):
-    """Retries that give up at once on TLS failures: a certificate does not fix itself in a second."""
+    """Retries that give up at once on TLS failures (a certificate does not fix itself in a second)
+    and never wait longer than MAX_RETRY_AFTER for a registry that asks to."""
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         if isinstance(error, (SSLError, ssl.SSLError)):
             raise MaxRetryError(_pool, url, error)
         return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def get_retry_after(self, response):
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
 
 
 def _closing_chunks(response, size=1 << 20):

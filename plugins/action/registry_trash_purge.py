@@ -16,8 +16,9 @@ SELECTORS = ('entry', 'repository', 'state', 'older_than', 'newer_than')
 class ActionModule(TrashAction):
     MODULE_NAME = 'registry_trash_purge'
     USES_REGISTRY = False
-    RULES = dict(required_one_of=[SELECTORS], mutually_exclusive=[('entry', name) for name in FILTERS])
+    # registry_url may come from module_defaults, so it may stand beside entry (and is then ignored).
+    RULES = dict(required_one_of=[SELECTORS], mutually_exclusive=[('entry', name) for name in SELECTORS[1:]])
 
     def execute(self, params, client, store):
-        return purge(store, entry_ids=params['entry'], check_mode=self._task.check_mode,
-                     **{name: params[name] for name in FILTERS})
+        filters = {} if params['entry'] is not None else {name: params[name] for name in FILTERS}
+        return purge(store, entry_ids=params['entry'], check_mode=self._task.check_mode, **filters)

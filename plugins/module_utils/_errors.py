@@ -34,7 +34,7 @@ class RegistryError(TrashError):
         if status is not None:
             msg += ': HTTP %s' % status
         if code or message:
-            msg += ' %s' % ': '.join(p for p in (code, message) if p)
+            msg += (' ' if status is not None else ': ') + ': '.join(p for p in (code, message) if p)
         if hint:
             msg += '. ' + hint
         super().__init__(msg, operation=operation, url=url, status=status, code=code, registry_message=message)

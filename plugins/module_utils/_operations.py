@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
@@ -43,11 +44,13 @@ def _parallel_map(function, items, parallel, progress=None):
     """function over items, with up to parallel at once; results in the order of items."""
     items = list(items)
     counter = itertools.count(1)
+    lock = threading.Lock()
 
     def run(item):
         result = function(item)
         if progress:
-            progress(next(counter), len(items))  # itertools.count is atomic under the GIL
+            with lock:  # so the reports arrive in order, and the last one says all are done
+                progress(next(counter), len(items))
         return result
     if len(items) < 2 or parallel < 2:
         return [run(item) for item in items]
@@ -409,8 +412,8 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
 
 
 def _batch_error(failures, total, repository, **result):
-    """One failure keeps its own words; several are listed, each with what it concerned."""
-    if len(failures) == 1:
+    """One failure of one item keeps its own words; in a batch, each failure names its item."""
+    if total == 1:
         msg = failures[0]['msg']
     else:
         msg = '%d of %d failed in %s: %s' % (len(failures), total, repository, '; '.join(
@@ -546,8 +549,15 @@ def trash_info(store, **filters):
     }}
 
 
+PURGE_SELECTORS = ('repository', 'tag', 'digest', 'state', 'older_than', 'newer_than')
+
+
 def purge(store, entry_ids=None, check_mode=False, **filters):
-    """Remove entries for good, by id or by filter, with the content only they referenced."""
+    """Remove entries for good, by id or by filter, with the content only they referenced.
+
+    registry_url alone selects nothing: it is often a default, and a purge must never
+    empty a whole trash because every other filter happened to be unset.
+    """
     if entry_ids is not None:
         wanted = set(entry_ids)
         doomed = [e for e in store.all_entries() if e['id'] in wanted]
@@ -555,7 +565,10 @@ def purge(store, entry_ids=None, check_mode=False, **filters):
         if unknown:
             raise TrashError('no trash entry with id %s in %s; nothing was purged' % (', '.join(unknown), store.root))
     else:
-        doomed = find_entries(store, **filters)
+        doomed = find_entries(store, **filters)  # checks every filter value first
+        if all(filters.get(name) is None for name in PURGE_SELECTORS):
+            raise TrashError('purge needs entry ids or a filter (%s); to empty the whole trash, use older_than 0s'
+                             % ', '.join(PURGE_SELECTORS))
     gone = store.purge(doomed, check_mode=check_mode)
     verb = 'would purge' if check_mode else 'purged'
     return {'changed': bool(gone['entries'] or gone['blobs']), 'purged': gone['entries'],

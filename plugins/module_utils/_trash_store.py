@@ -82,8 +82,9 @@ def parse_duration(text):
 def select_entries(entries, tag=None, digest=None, state=None, older_than=None, newer_than=None, now=None):
     """The entries that pass every filter given; durations are measured back from now."""
     now = now or utc_now()
-    oldest = now - datetime.timedelta(seconds=parse_duration(newer_than)) if newer_than else None
-    newest = now - datetime.timedelta(seconds=parse_duration(older_than)) if older_than else None
+    # "is not None", never truth: an empty duration is a mistake to report, not "no filter".
+    oldest = now - datetime.timedelta(seconds=parse_duration(newer_than)) if newer_than is not None else None
+    newest = now - datetime.timedelta(seconds=parse_duration(older_than)) if older_than is not None else None
 
     def keep(entry):
         trashed = datetime.datetime.strptime(entry['trashed_at'], '%Y-%m-%dT%H:%M:%SZ').replace(

@@ -39,13 +39,15 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    support: full
-    details: Once purged, nothing matches again.
+    support: partial
+    details: By filter, a second run finds nothing and changes nothing. By O(entry), an id that is no longer in
+      the trash fails the task, so that a mistyped id is never taken for done.
 options:
   entry:
     description:
       - Ids of the entries to purge. An unknown id fails the task, and nothing is purged.
-      - Mutually exclusive with the filters.
+      - Mutually exclusive with the filters, except O(registry_url), which is then ignored (so that
+        C(module_defaults) of the action group can set it).
     type: list
     elements: str
   registry_url:

@@ -68,12 +68,12 @@ def _public(entry):
 
 # --- trash ---
 
-def _writing(store, check_mode):
+def _writing(store, nothing_to_write):
     """The trash's shared lock, which purge takes exclusively, around every write of a trash or restore.
 
-    Check mode writes nothing, not even a lock file.
+    Check mode, or a run with nothing to do, writes nothing, not even a lock file.
     """
-    return contextlib.nullcontext() if check_mode else store.in_use()
+    return contextlib.nullcontext() if nothing_to_write else store.in_use()
 
 
 def trash(client, store, repository, tags=None, digest=None, scope='tag', reason=None,
@@ -139,7 +139,7 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
         _delete_and_verify(client, store, entry, manifest)
         return entry
 
-    with _writing(store, check_mode):
+    with _writing(store, check_mode or not plans):
         done = _parallel_map(lambda plan: _attempt(carry_out, plan), plans, parallel, progress)
     entries = []
     for (manifest, _siblings, removed, named), (entry, error) in zip(plans, done):
@@ -386,7 +386,7 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
 
     prepared = _parallel_map(lambda pick: _attempt(prepare, pick), picked, parallel)
     ready = [plan for plan, _error in prepared if plan]
-    with _writing(store, check_mode):
+    with _writing(store, check_mode or not ready):
         done = dict(zip((p['entry']['id'] for p in ready),
                         _parallel_map(lambda plan: _attempt(carry_out, plan), ready, parallel, progress)))
     restored, replaced, used, put = [], [], [], []
@@ -451,12 +451,13 @@ def _plan_content(client, store, plan, parallel, present):
     plan['blobs'] = list(blobs.values())
 
     def source_of(blob):
+        # Cheapest first: a mount moves no bytes, an upload from the trash moves them all.
         if present(target, blob['digest']):
             return 'present'
-        if entry.get('keep_blobs') and store.has_blob(blob['digest']):
-            return 'trash'
         if target != source and present(source, blob['digest']):
             return 'mount'
+        if entry.get('keep_blobs') and store.has_blob(blob['digest']):
+            return 'trash'
         return None
     plan['blob_sources'] = dict(zip((b['digest'] for b in plan['blobs']),
                                     _parallel_map(source_of, plan['blobs'], parallel)))

@@ -370,9 +370,11 @@ DEFAULT_TOKEN_SECONDS = 60
 class _Auth:
     """HTTP Basic, or the Bearer token flow of Docker Hub, Harbor, GitLab and Quay.
 
-    The Basic credentials go only to the registry's own host and to the token realm it
-    names; a redirect elsewhere (say, to blob storage) never carries them, because the
-    Authorization header is set per request and requests drops it across hosts.
+    Nothing is sent until the registry asks (a 401 with WWW-Authenticate): a registry
+    that needs no credentials never sees them, and a token registry never sees the
+    password, which only its token realm gets. A redirect elsewhere (say, to blob
+    storage) never carries them either: the Authorization header is set per request,
+    and requests drops it across hosts.
     """
 
     def __init__(self, client, username, password):
@@ -381,7 +383,7 @@ class _Auth:
         if username:
             raw = ('%s:%s' % (username, password or '')).encode('utf-8')
             self.basic = 'Basic ' + base64.b64encode(raw).decode('ascii')
-        self.bearer = False
+        self.scheme = None  # learnt from the first challenge: 'basic' or 'bearer'
         self.tokens = {}  # scope -> (token, expires at)
         self.lock = threading.Lock()
         self.registry_host = urlsplit(client.url).netloc
@@ -389,21 +391,28 @@ class _Auth:
     def header_for(self, method, url):
         if urlsplit(url).netloc != self.registry_host:
             return {}
-        if self.bearer:
+        if self.scheme == 'bearer':
             token = self._cached(_scope_for(method, url))
             return {'Authorization': 'Bearer ' + token} if token else {}
-        return {'Authorization': self.basic} if self.basic else {}
+        if self.scheme == 'basic' and self.basic:
+            return {'Authorization': self.basic}
+        return {}
 
     def answer_challenge(self, response, operation, url):
-        """Get a token for a Bearer challenge; True when the request is worth sending again."""
+        """Meet a 401's challenge; True when the request is worth sending again."""
         challenge = response.headers.get('WWW-Authenticate', '')
-        if not challenge.lower().startswith('bearer '):
+        scheme = challenge.split(' ', 1)[0].lower()
+        if scheme == 'basic':
+            retry = self.basic is not None and self.scheme != 'basic'
+            self.scheme = 'basic'
+            return retry
+        if scheme != 'bearer':
             return False
         params = dict(_CHALLENGE_PARAM.findall(challenge))
         realm = params.get('realm')
         if not realm:
             return False
-        self.bearer = True
+        self.scheme = 'bearer'
         scope = params.get('scope') or _scope_for(response.request.method, url)
         query = {'service': params.get('service', '')}
         if scope:

@@ -36,12 +36,22 @@ class Registry:
     """
 
     def __init__(self, workdir, *, htpasswd_users=None, tls=False, delete=True,
-                 blob_cache=True, readonly=False, token_issuer=None):
+                 blob_cache=True, readonly=False, token_issuer=None, config=None):
+        """``config``: serve this existing config file as it is, instead of writing one.
+
+        The port and the storage root are then read from it (``http.addr`` must name a port
+        on 127.0.0.1); the options that only shape a written config must stay at their
+        defaults, and TLS is not supported. Only the log is kept under ``workdir``.
+        """
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.storage_root = self.workdir / "storage"
         self.config_path = self.workdir / "config.yml"
+        if config is not None:
+            if htpasswd_users or tls or not delete or not blob_cache or readonly or token_issuer:
+                raise ValueError("the options that shape a written config do not go with config")
+            self._adopt_config(Path(config))
         self.log_path = self.workdir / "registry.log"
         self.htpasswd_users = dict(htpasswd_users or {})
         self.token_issuer = token_issuer
@@ -51,7 +61,8 @@ class Registry:
         self.cert_dir = self.workdir / "ca" if tls else None
         self.ca_cert = self.cert_dir / "ca.crt" if tls else None
         self._process = None
-        self._write_config(delete=delete, blob_cache=blob_cache, readonly=readonly)
+        if config is None:
+            self._write_config(delete=delete, blob_cache=blob_cache, readonly=readonly)
 
     @property
     def host(self):
@@ -112,6 +123,15 @@ class Registry:
                                f"{result.stdout}{result.stderr}")
         return result.stdout + result.stderr
 
+    def stored_blobs(self):
+        """Digests of every blob whose content is in the storage now, read from disk.
+
+        What a garbage collection left, seen without asking the registry, whose
+        blob-descriptor cache may still claim blobs the storage lost.
+        """
+        root = self.storage_root / "docker/registry/v2/blobs"
+        return {f"{data.parents[2].name}:{data.parent.name}" for data in root.glob("*/*/*/data")}
+
     def log_tail(self, lines=LOG_TAIL_LINES):
         try:
             text = self.log_path.read_text(errors="replace")
@@ -137,6 +157,15 @@ class Registry:
                 raise RuntimeError(f"registry at {self.url} not ready after {START_TIMEOUT}s:\n"
                                    f"{self.log_tail()}")
             time.sleep(0.05)
+
+    def _adopt_config(self, path):
+        settings = yaml.safe_load(path.read_text())
+        host, _, port = settings["http"]["addr"].rpartition(":")
+        if host != "127.0.0.1" or "tls" in settings["http"]:
+            raise ValueError(f"{path}: only plain HTTP on 127.0.0.1 is supported, not {settings['http']}")
+        self.port = int(port)
+        self.storage_root = Path(settings["storage"]["filesystem"]["rootdirectory"])
+        self.config_path = path
 
     def _write_config(self, *, delete, blob_cache, readonly):
         storage = {

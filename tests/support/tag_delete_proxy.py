@@ -13,7 +13,9 @@ two branches, the way distribution 3.x implements them:
 Every other request is forwarded unchanged (method, path, query, headers including
 Authorization and Host, body) and the answer streamed back with its status and
 headers. Each feature can be switched off, which leaves a pure recording proxy.
-Everything the proxy saw is in ``exchanges``. Plain HTTP upstreams only.
+Everything the proxy saw is in ``exchanges``, each with the scheme of the request's
+Authorization header (``Basic``, ``Bearer`` or None), never its secret. Plain HTTP
+upstreams only. Subclasses change how requests are answered through ``handler_class``.
 """
 
 import http.client
@@ -42,11 +44,14 @@ _HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "prox
 _CHUNK = 64 * 1024
 _UPSTREAM_TIMEOUT = 30
 
-Exchange = namedtuple("Exchange", "method path status digest")
+# auth: the scheme of the request's Authorization header, or None without one.
+Exchange = namedtuple("Exchange", "method path status digest auth", defaults=(None,))
 
 
 class TagDeleteProxy:
     """``TagDeleteProxy(registry, tag_delete=True, paginate_tags=True)``; ``url`` after ``start()``."""
+
+    handler_class = None  # a subclass of _Handler; None is _Handler itself
 
     def __init__(self, registry, *, tag_delete=True, paginate_tags=True):
         if registry.tls:
@@ -56,7 +61,7 @@ class TagDeleteProxy:
         self.paginate_tags = paginate_tags
         self._exchanges = []
         self._lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"proxy": self})
+        handler = type("Handler", (self.handler_class or _Handler,), {"proxy": self})
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = None
@@ -168,14 +173,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if chunked:
                 self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            sent = 0
             while has_body:
                 chunk = response.read(_CHUNK)
+                sent += len(chunk)
                 if chunked:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 elif chunk:
                     self.wfile.write(chunk)
                 if not chunk:
                     break
+            if has_body and not chunked and sent < int(response.getheader("Content-Length")):
+                # The registry broke off mid-body (distribution does for a blob its cache claims
+                # and its storage lost) and http.client says so only with an early end. Closing
+                # tells the client, as the registry's own close does; kept alive, the client
+                # would wait out its timeout for bytes that never come.
+                self.close_connection = True
         finally:
             connection.close()
 
@@ -222,7 +235,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _record(self, status, digest=None):
         # Before the first byte of the answer: once the client has it, a test may look.
-        self.proxy._record(Exchange(self.command, self.path, status, digest))
+        scheme = self.headers.get("Authorization", "").split(" ", 1)[0] or None
+        self.proxy._record(Exchange(self.command, self.path, status, digest, scheme))
 
     def _answer(self, status, headers, body):
         self._record(status, headers.get("Docker-Content-Digest"))

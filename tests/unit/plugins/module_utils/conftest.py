@@ -31,9 +31,15 @@ def store(trash_dir):
 
 @pytest.fixture
 def push(image, registry, repo):
-    """``push(seed, *tags, fmt=, target=, repository=)``: one image under every tag, by skopeo; its digest."""
-    def run(seed, *tags, fmt="v2s2", target=registry, repository=repo, **credentials):
-        digests = {skopeo_push(image(seed), target, f"{repository}:{tag}", fmt=fmt, **credentials)
+    """``push(seed, *tags, fmt=, target=, repository=, layout=)``: one image under every tag, by skopeo; its digest.
+
+    ``layout``: options of make_oci_layout; with ``architectures`` the whole index is pushed.
+    """
+    def run(seed, *tags, fmt="v2s2", target=registry, repository=repo, layout=None, **credentials):
+        layout = layout or {}
+        every_platform = bool(layout.get("architectures"))
+        digests = {skopeo_push(image(seed, **layout), target, f"{repository}:{tag}", fmt=fmt,
+                               all_images=every_platform, **credentials)
                    for tag in tags}
         assert len(digests) == 1, f"one image pushed under {tags} gave several digests: {digests}"
         return digests.pop()

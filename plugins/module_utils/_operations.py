@@ -98,13 +98,18 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
     key = 'digest' if digest is not None else 'tag'
 
     resolved = _parallel_map(lambda ref: _attempt(client.get_manifest, repository, ref), references, parallel)
-    outcomes, failures, groups, newest = [], [], {}, None
+    outcomes, failures, groups, newest, finished = [], [], {}, None, []
     for reference, (manifest, error) in zip(references, resolved):
         if error:
             failures.append(dict(error, **{key: reference}))
-        elif manifest is None:
+        elif manifest is None or _is_placeholder(manifest):
             newest = newest or store.newest_entries(client.url, repository)
-            outcomes.append(_absent(newest, reference))
+            outcome = _absent(newest, reference)
+            if manifest is not None:
+                _finish_interrupted_removal(client, store, repository, newest, reference, manifest, check_mode)
+                outcome['removed'] = True
+                finished.append(reference)
+            outcomes.append(outcome)
         else:
             groups.setdefault(manifest.digest, (manifest, []))[1].append(reference)
 
@@ -130,33 +135,37 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
                     'media_type': manifest.media_type, 'removed_tags': removed,
                     'other_tags': sorted(set(siblings) - set(removed)), 'trashed_at': None, 'state': None,
                     'children': [{'digest': c.digest} for c in children], 'keep_blobs': keep_blobs,
-                    'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0}
+                    'blob_bytes': sum(b['size'] for b in blobs) if keep_blobs else 0}, True
         if keep_blobs:
             _keep_blobs(client, store, repository, blobs, parallel)
         entry = store.create_entry(client.url, repository, manifest, siblings, removed,
                                    'manifest' if digest is not None else scope, reason,
                                    children=children, blobs=blobs, keep_blobs=keep_blobs)
-        _delete_and_verify(client, store, entry, manifest)
-        return entry
+        kept = _delete_and_verify(client, store, entry, manifest)
+        return kept, kept is entry
 
     with _writing(store, check_mode or not plans):
         done = _parallel_map(lambda plan: _attempt(carry_out, plan), plans, parallel, progress)
     entries = []
-    for (manifest, _siblings, removed, named), (entry, error) in zip(plans, done):
+    for (manifest, _siblings, removed, named), (result, error) in zip(plans, done):
         if error:
             failures.extend(dict(error, digest=manifest.digest, **{key: ref}) for ref in named)
             continue
-        entries.append(_public(entry))
-        outcome = {'digest': manifest.digest, 'removed': True, 'in_trash': not check_mode, 'entry': entry['id']}
+        entry, ours = result  # not ours: another run removed the same a moment earlier
+        if ours:
+            entries.append(_public(entry))
+        outcome = {'digest': manifest.digest, 'removed': ours, 'in_trash': not check_mode, 'entry': entry['id']}
         if digest is not None:
             outcomes.append(dict(outcome, tags=removed))
         outcomes.extend(dict(outcome, tag=t) for t in named if digest is None)
 
     msg = _trash_summary(entries, repository, check_mode)
+    if finished:
+        msg += '; finished removing %s, left on a placeholder by an interrupted run' % ', '.join(finished)
     if failures:
-        raise _batch_error(failures, len(references), repository, changed=bool(entries), entries=entries,
-                           tags=outcomes)
-    return {'changed': bool(entries), 'entries': entries, 'tags': outcomes, 'msg': msg}
+        raise _batch_error(failures, len(references), repository, changed=bool(entries or finished),
+                           entries=entries, tags=outcomes)
+    return {'changed': bool(entries or finished), 'entries': entries, 'tags': outcomes, 'msg': msg}
 
 
 def _memo(function):
@@ -254,13 +263,20 @@ def _still_present(client, entry):
 
 
 def _delete_and_verify(client, store, entry, manifest):
+    """Delete what the entry records; returns the entry, or the twin entry of another run that
+    removed the same thing a moment earlier (this run's own entry is then dropped as a duplicate)."""
     repository, digest = entry['repository'], entry['digest']
     try:
         if entry['other_tags']:
             for tag in entry['removed_tags']:
                 _remove_tag(client, repository, tag, manifest)
-        else:
-            client.delete_manifest(repository, digest)
+        elif not client.delete_manifest(repository, digest):
+            twin = _twin_entry(store, entry)
+            if twin is not None:
+                store.discard_entry(entry)
+                return twin
+            # Gone, and no other entry holds it (deleted outside the trash, or our own
+            # retried DELETE): this snapshot may be the only copy, so it stays.
     except TrashError:
         _settle_after_failure(client, store, entry)
         raise
@@ -275,6 +291,17 @@ def _delete_and_verify(client, store, entry, manifest):
     if problems:
         raise TrashError('after deleting %s from %s, %s' % (digest, repository, '; '.join(problems)),
                          entry=entry['id'])
+    return entry
+
+
+def _twin_entry(store, entry):
+    """Another run's entry that snapshotted the same manifest and removes at least the same tags."""
+    for other in store.entries(entry['registry'], entry['repository']):
+        if (other['id'] != entry['id'] and other['digest'] == entry['digest']
+                and other['state'] in ('pending', 'trashed')
+                and set(entry['removed_tags']) <= set(other['removed_tags'])):
+            return other
+    return None
 
 
 def _settle_after_failure(client, store, entry):
@@ -308,6 +335,30 @@ def _remove_tag(client, repository, tag, manifest):
         raise
 
 
+PLACEHOLDER_ANNOTATION = 'oci_registry.trash.placeholder'
+
+
+def _is_placeholder(manifest):
+    """Whether a manifest is one of our placeholders, left on a tag by a run that stopped mid-removal."""
+    if manifest.media_type != OCI_MANIFEST:
+        return False
+    try:
+        return PLACEHOLDER_ANNOTATION in (json.loads(manifest.body).get('annotations') or {})
+    except (ValueError, AttributeError):
+        return False
+
+
+def _finish_interrupted_removal(client, store, repository, newest, tag, placeholder, check_mode):
+    """A tag on a placeholder was being removed when its run stopped: the image is in the trash
+    already, so finish the removal instead of trashing the placeholder as if it were the image."""
+    if check_mode:
+        return
+    client.delete_manifest(repository, placeholder.digest)
+    entry = newest[0].get(tag)
+    if entry is not None and entry['state'] == 'pending':
+        store.set_state(entry, 'trashed', event='removal finished by a later run')
+
+
 def _placeholder_manifest(client, repository, tag):
     config = json.dumps({'oci_registry.trash': 'placeholder', 'tag': tag}).encode()
     config_digest = client.upload_blob(repository, config)
@@ -318,7 +369,7 @@ def _placeholder_manifest(client, repository, tag):
                    'size': len(config)},
         'layers': [],
         # A digest of its own: deleting it can never take a tag that points elsewhere.
-        'annotations': {'oci_registry.trash.placeholder': secrets.token_hex(16)},
+        'annotations': {PLACEHOLDER_ANNOTATION: secrets.token_hex(16)},
     }, sort_keys=True).encode()
 
 
@@ -381,6 +432,8 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
             for reference in plan['to_put']:
                 _put_verified(client, target, reference, plan['body'], entry['media_type'], entry['digest'])
             _check_pullable(client, plan)
+            for placeholder in plan['placeholders']:  # untagged now: nothing else can lose by its going
+                client.delete_manifest(target, placeholder)
             store.set_state(entry, 'restored', event='restore', repository=target, tags=plan['to_put'])
         return plan
 
@@ -426,6 +479,14 @@ def _plan_restore(client, store, entry, named, all_tags, target, force):
     body = store.read_manifest(entry)  # refuses a damaged snapshot before anything is sent
     wanted = entry['removed_tags'] if all_tags else named
     current = dict((tag, client.manifest_digest(target, tag)) for tag in wanted)
+    placeholders = []
+    for tag, found in current.items():
+        if found is not None and found != digest:
+            occupant = client.get_manifest(target, found)
+            if occupant is not None and _is_placeholder(occupant):
+                # Left by a trash that stopped mid-removal: the tag is as good as absent.
+                current[tag] = None
+                placeholders.append(found)
     occupied = [t for t, d in current.items() if d is not None and d != digest]
     conflicts = ['tag %s of %s now points at %s, not the trashed %s' % (t, target, current[t], digest)
                  for t in occupied]
@@ -434,7 +495,8 @@ def _plan_restore(client, store, entry, named, all_tags, target, force):
         to_put = [digest]  # an untagged manifest comes back by digest
     settle = not to_put and not occupied and entry['state'] != 'restored' and target == entry['repository']
     return {'entry': entry, 'body': body, 'target': target, 'conflicts': conflicts,
-            'occupied': occupied if force else [], 'to_put': to_put, 'settle': settle}
+            'occupied': occupied if force else [], 'to_put': to_put, 'settle': settle,
+            'placeholders': placeholders}
 
 
 def _plan_content(client, store, plan, parallel, present):

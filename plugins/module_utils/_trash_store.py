@@ -273,6 +273,11 @@ class TrashStore:
         entry.update(current)
         return entry
 
+    def discard_entry(self, entry):
+        """Drop an entry that duplicates another (its content stays until purge finds it unreferenced)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.entry_path(entry['registry'], entry['repository'], entry['id']))
+
     # --- reading ---
 
     def read_manifest(self, entry, digest=None):

@@ -160,7 +160,7 @@ class Registry:
 
     def _adopt_config(self, path):
         settings = yaml.safe_load(path.read_text())
-        host, _, port = settings["http"]["addr"].rpartition(":")
+        host, port = settings["http"]["addr"].rsplit(":", 1)
         if host != "127.0.0.1" or "tls" in settings["http"]:
             raise ValueError(f"{path}: only plain HTTP on 127.0.0.1 is supported, not {settings['http']}")
         self.port = int(port)

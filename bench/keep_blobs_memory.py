@@ -161,7 +161,7 @@ def measured(step, registry, trash_dir):
 # --- the run ---
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--layer-mib", type=int, default=1024, help="size of the big layer's content, in MiB")
     parser.add_argument("--limit-mb", type=float, default=100, help="the bound on peak RSS, in MB (10^6 bytes)")
     parser.add_argument("--launch", nargs=3, metavar=("STEP", "URL", "TRASH"), help=argparse.SUPPRESS)

@@ -57,7 +57,7 @@ def run_playbook(registry, trash_dir, ansible_args):
                ANSIBLE_INVENTORY_UNPARSED_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false")
     argv = [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO_ROOT / "playbooks" / "demo.yml"),
             "-e", json.dumps(extra_vars), *ansible_args]
-    return subprocess.run(argv, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL).returncode
+    return subprocess.run(argv, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, check=False).returncode
 
 
 def main(ansible_args):

@@ -1,14 +1,26 @@
 import itertools
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
-from support.collection import activate
-from support.images import make_oci_layout
-from support.registry import Registry
+# `ansible-test units` loads this file through its collection loader, as
+# ansible_collections.oci_registry.trash.tests.conftest, with tests/ not on sys.path
+# (pytest alone puts it there); the test modules import support.* all the same.
+UNDER_ANSIBLE_TEST = __name__.startswith("ansible_collections.")
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Before any test module imports ansible_collections.oci_registry.trash.
-activate()
+from support.collection import activate  # noqa: E402  pylint: disable=wrong-import-position
+from support.images import make_oci_layout  # noqa: E402  pylint: disable=wrong-import-position
+from support.registry import Registry  # noqa: E402  pylint: disable=wrong-import-position
+
+# Before any test module imports ansible_collections.oci_registry.trash. Under ansible-test the
+# collection is already importable from its ansible_collections tree, and linking a copy of the
+# checkout into the virtualenv would re-point the link of the real checkout.
+if not UNDER_ANSIBLE_TEST:
+    activate()
 
 _repo_numbers = itertools.count(1)
 

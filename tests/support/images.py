@@ -169,7 +169,7 @@ def _skopeo(*args, check=True, not_found_ok=False, text=True):
     env = dict(os.environ,
                REGISTRY_AUTH_FILE=str(isolation / "auth.json"),
                CONTAINERS_REGISTRIES_CONF=str(isolation / "registries.conf"))
-    result = subprocess.run(argv, capture_output=True, env=env, text=text)
+    result = subprocess.run(argv, capture_output=True, env=env, text=text, check=False)
     if result.returncode == 0 or not check:
         return result
     stderr = result.stderr if text else result.stderr.decode(errors="replace")

@@ -117,7 +117,7 @@ class Registry:
         argv = [REGISTRY_BIN, "garbage-collect", str(self.config_path)]
         if delete_untagged:
             argv.insert(2, "--delete-untagged")
-        result = subprocess.run(argv, capture_output=True, text=True, env=_registry_env())
+        result = subprocess.run(argv, capture_output=True, text=True, env=_registry_env(), check=False)
         if result.returncode:
             raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n"
                                f"{result.stdout}{result.stderr}")

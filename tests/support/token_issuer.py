@@ -85,7 +85,7 @@ class TokenIssuer:
                 issuer.seen.append((url.path, authorization.startswith("Basic ")))
                 subject = ""
                 if authorization.startswith("Basic "):
-                    user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+                    user, _colon, password = base64.b64decode(authorization[6:]).decode().partition(":")
                     if issuer.users.get(user) != password:
                         return self._answer(401, {"errors": [{"code": "UNAUTHORIZED",
                                                               "message": "wrong user name or password"}]})

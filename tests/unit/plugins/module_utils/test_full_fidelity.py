@@ -381,8 +381,8 @@ def test_token_auth_trash_and_restore_round_trip_with_bearer_tokens_from_the_rea
     client = connect(proxy, **ALICE)
     issuer = token_registry.token_issuer
 
-    _, asked_for_trash = token_requests_during(
-        issuer, lambda: trash(client, store, repo, tags=["a"], keep_blobs=True))
+    asked_for_trash = token_requests_during(
+        issuer, lambda: trash(client, store, repo, tags=["a"], keep_blobs=True))[1]
     assert skopeo_tags(token_registry, repo, **ALICE) == []
     result, asked_for_restore = token_requests_during(issuer, lambda: restore(client, store, repo, tags=["a"]))
 

@@ -163,8 +163,8 @@ def test_info_without_filters_lists_every_entry_newest_first_with_what_it_record
     assert old["digest"] == "sha256:" + hashlib.sha256(populated.raw["old"]).hexdigest()
     assert (old["registry"], old["repository"], old["removed_tags"], old["state"]) == (
         registry.url, APP, ["v1"], "trashed")
-    assert (old["media_type"], old["manifest_size"]) == (json.loads(populated.raw["old"])["mediaType"],
-                                                        len(populated.raw["old"]))
+    raw = populated.raw["old"]
+    assert (old["media_type"], old["manifest_size"]) == (json.loads(raw)["mediaType"], len(raw))
     assert old["trashed_at"] == (NOW - CASES["old"].age).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert (old["reason"], old["user"], old["blob_bytes"]) == ("case old", getpass.getuser(), 0)
 

@@ -38,7 +38,9 @@ class _FlakyHandler(_Handler):
         if how == "503":
             self.close_connection = True
             payload = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "injected fault: try again"}]})
-            return self._answer(503, {"Content-Type": "application/json; charset=utf-8",
+            # Said, not only done: a client that is not told would reuse the closed connection,
+            # and the stale connection would spend one of its retries.
+            return self._answer(503, {"Content-Type": "application/json; charset=utf-8", "Connection": "close",
                                       "Retry-After": self.proxy.retry_after}, payload.encode())
         if how == "lose_answer":
             connection, response = self._upstream(self.command, self.path, body)

@@ -109,6 +109,8 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
                 _finish_interrupted_removal(client, store, repository, newest, reference, manifest, check_mode)
                 outcome['removed'] = True
                 finished.append(reference)
+            elif not check_mode:
+                _settle_gone(store, newest, key, reference)
             outcomes.append(outcome)
         else:
             groups.setdefault(manifest.digest, (manifest, []))[1].append(reference)
@@ -348,15 +350,21 @@ def _is_placeholder(manifest):
         return False
 
 
+def _settle_gone(store, newest, key, reference):
+    """A run that stopped between its delete and its record left its entry pending; the tag is
+    gone now, so the entry is trashed, and info and retention purges can say so."""
+    entry = newest[key == 'digest'].get(reference)
+    if entry is not None and entry['state'] == 'pending':
+        store.set_state(entry, 'trashed', event='found removed by a later run')
+
+
 def _finish_interrupted_removal(client, store, repository, newest, tag, placeholder, check_mode):
     """A tag on a placeholder was being removed when its run stopped: the image is in the trash
     already, so finish the removal instead of trashing the placeholder as if it were the image."""
     if check_mode:
         return
     client.delete_manifest(repository, placeholder.digest)
-    entry = newest[0].get(tag)
-    if entry is not None and entry['state'] == 'pending':
-        store.set_state(entry, 'trashed', event='removal finished by a later run')
+    _settle_gone(store, newest, 'tag', tag)
 
 
 def _placeholder_manifest(client, repository, tag):

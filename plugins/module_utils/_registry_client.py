@@ -50,23 +50,30 @@ RETRY_STATUSES = (429, 502, 503, 504)
 MAX_RETRY_AFTER = 30
 
 
+_USERINFO = re.compile(r'^([^/]*//)?[^/]*@')
+
+
+def _shown(url):
+    """A registry URL fit for a message: whatever stands before an '@' may be a password."""
+    return repr(_USERINFO.sub(lambda m: (m.group(1) or '') + '***@', str(url)))
+
+
 def registry_base_url(registry_url):
     """Check a registry URL and return it normalised, without a trailing slash."""
-    parts = urlsplit(registry_url or '')
-    if parts.scheme not in ('http', 'https') or not parts.hostname:
-        raise TrashError('invalid registry_url %r: expected http(s)://host[:port], '
-                         'for example https://registry.example.com' % (registry_url,))
-    if parts.username or parts.password:
-        # Never echo the URL back: it holds a secret.
-        raise TrashError('registry_url must not contain credentials: use the username and password options')
-    if parts.query or parts.fragment:
-        raise TrashError('invalid registry_url %r: it must not have a query or fragment' % (registry_url,))
     try:
+        parts = urlsplit(registry_url or '')
         port_ok = parts.port != 0
     except ValueError:
-        port_ok = False
+        parts, port_ok = None, False
+    if parts is not None and (parts.username or parts.password or '@' in parts.netloc):
+        raise TrashError('registry_url must not contain credentials: use the username and password options')
+    if parts is None or parts.scheme not in ('http', 'https') or not parts.hostname:
+        raise TrashError('invalid registry_url %s: expected http(s)://host[:port], '
+                         'for example https://registry.example.com' % _shown(registry_url))
+    if parts.query or parts.fragment:
+        raise TrashError('invalid registry_url %s: it must not have a query or fragment' % _shown(registry_url))
     if not port_ok:
-        raise TrashError('invalid registry_url %r: the port is not a number from 1 to 65535' % (registry_url,))
+        raise TrashError('invalid registry_url %s: the port is not a number from 1 to 65535' % _shown(registry_url))
     return '%s://%s%s' % (parts.scheme, parts.netloc.lower(), parts.path.rstrip('/'))
 
 
@@ -403,9 +410,11 @@ class _Auth:
         challenge = response.headers.get('WWW-Authenticate', '')
         scheme = challenge.split(' ', 1)[0].lower()
         if scheme == 'basic':
-            retry = self.basic is not None and self.scheme != 'basic'
             self.scheme = 'basic'
-            return retry
+            # Worth resending when this request went without credentials; several of a batch's
+            # first requests can meet the challenge at once, and each needs its second try.
+            sent = response.request.headers.get('Authorization', '')
+            return self.basic is not None and not sent.startswith('Basic ')
         if scheme != 'bearer':
             return False
         params = dict(_CHALLENGE_PARAM.findall(challenge))

@@ -79,12 +79,19 @@ def parse_duration(text):
     return sum(int(n or 0) * unit for n, unit in zip(match.groups(), _DURATION_UNITS))
 
 
+def _before(now, duration):
+    try:
+        return now - datetime.timedelta(seconds=parse_duration(duration))
+    except OverflowError:
+        raise TrashError('invalid duration %r: it reaches back before the year 1' % (duration,))
+
+
 def select_entries(entries, tag=None, digest=None, state=None, older_than=None, newer_than=None, now=None):
     """The entries that pass every filter given; durations are measured back from now."""
     now = now or utc_now()
     # "is not None", never truth: an empty duration is a mistake to report, not "no filter".
-    oldest = now - datetime.timedelta(seconds=parse_duration(newer_than)) if newer_than is not None else None
-    newest = now - datetime.timedelta(seconds=parse_duration(older_than)) if older_than is not None else None
+    oldest = _before(now, newer_than) if newer_than is not None else None
+    newest = _before(now, older_than) if older_than is not None else None
 
     def keep(entry):
         trashed = datetime.datetime.strptime(entry['trashed_at'], '%Y-%m-%dT%H:%M:%SZ').replace(
@@ -108,7 +115,10 @@ class TrashStore:
     def __init__(self, root):
         if not root or not isinstance(root, str):
             raise TrashError('trash_dir must be a non-empty path')
-        self.root = os.path.realpath(os.path.abspath(os.path.expanduser(root)))
+        try:
+            self.root = os.path.realpath(os.path.abspath(os.path.expanduser(root)))
+        except ValueError as exc:  # a NUL byte, say
+            raise TrashError('invalid trash_dir %r: %s' % (root, exc))
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise TrashError('trash_dir %s exists and is not a directory' % self.root)
         self.damaged = []

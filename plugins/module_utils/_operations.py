@@ -58,9 +58,12 @@ def _parallel_map(function, items, parallel, progress=None):
         return list(pool.map(run, items))
 
 
-def _public(entry):
-    keys = ('id', 'repository', 'digest', 'media_type', 'removed_tags', 'other_tags', 'trashed_at', 'state',
-            'keep_blobs', 'blob_bytes')
+PUBLIC_KEYS = ('id', 'repository', 'digest', 'media_type', 'removed_tags', 'other_tags', 'trashed_at', 'state',
+               'keep_blobs', 'blob_bytes')
+
+
+def _public(entry, keys=PUBLIC_KEYS):
+    """What a result shows of an entry: the keys asked for, and the children by digest."""
     public = {k: entry.get(k) for k in keys}
     public['children'] = [c['digest'] for c in entry.get('children', [])]
     return public
@@ -607,11 +610,7 @@ def find_entries(store, registry_url=None, repository=None, **filters):
 
 def trash_info(store, **filters):
     entries = find_entries(store, **filters)
-    listed = []
-    for entry in entries:
-        public = {k: entry.get(k) for k in INFO_KEYS}
-        public['children'] = [c['digest'] for c in entry.get('children', [])]
-        listed.append(public)
+    listed = [_public(entry, INFO_KEYS) for entry in entries]
     return {'changed': False, 'entries': listed, 'damaged': list(store.damaged), 'totals': {
         'entries': len(listed),
         'manifest_bytes': sum(e['manifest_size'] for e in entries),

@@ -1,7 +1,8 @@
-"""A proxy that puts seeded faults between the modules and a real registry.
+"""A proxy that puts faults between the modules and a real registry.
 
 Real registries sit behind load balancers and networks that fail in a handful of ways;
-``FaultProxy`` plays each of them, for a share of the requests it sees:
+``FaultProxy`` plays each of them, for a seeded share of the requests it sees or for
+the requests a rule picks:
 
 - ``drop``: close the connection without an answer, the request never forwarded;
 - ``lose_answer``: forward the request (the registry acts on it), then close the
@@ -9,7 +10,8 @@ Real registries sit behind load balancers and networks that fail in a handful of
 - ``delay``: wait ``seconds`` and then forward; longer than the client's timeout, the
   client gives up while the registry still acts on the request afterwards;
 - ``status``: answer ``status`` (500, 502, 503, 429...) with a registry-style JSON error
-  and, when given, a ``Retry-After``, without asking the registry;
+  and, when given, a ``Retry-After``, without asking the registry, then close the
+  connection, saying ``Connection: close`` so the client does not try to reuse it;
 - ``trickle``: forward, then send the answer one byte every ``seconds``: a connection
   that never goes quiet long enough for a read timeout;
 - ``redirect``: answer 307 to ``location`` (a rule computes it from the request);
@@ -20,16 +22,23 @@ method, the path and how many times that method and path came before, so a seed 
 the same faults for the same requests whatever order parallel requests arrive in.
 ``rule(method, path, headers)`` may decide first: a Fault, ``FORWARD`` (no fault) or
 None (let the draw decide); ``never(method, fault)`` may veto a drawn fault (the request
-is then forwarded).
+is then forwarded). ``first_tries(fault, times=1, methods=IDEMPOTENT, path=None)`` makes
+the rule of a registry that is flaky the plain way: each distinct request (method and
+full path) of those methods, its path matching the regular expression ``path`` when
+given, gets ``fault`` on its first ``times`` tries, or on every try with ``times=None``.
 
 Every request handled is kept in ``attempts``: start and end time, method, path, the
 fault given (None when forwarded), the status answered (None when none was), the
 ``X-Test-Call`` header (a test that labels the calls of its client sees which attempts
-one call made) and the scheme of the Authorization header, never its secret.
+one call made) and the scheme of the Authorization header, never its secret. An attempt
+is kept once its request is handled, which can be just after the client has the answer:
+``quiesce()`` before counting them. ``exchanges`` (of ``TagDeleteProxy``) leaves out the
+requests that got no answer (``drop``, ``lose_answer``).
 """
 
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter, namedtuple
@@ -59,6 +68,26 @@ FORWARD = Fault("forward")
 IDEMPOTENT = frozenset(("GET", "HEAD", "PUT", "DELETE"))
 
 Attempt = namedtuple("Attempt", "start end method path fault status call auth")
+
+
+def first_tries(fault, times=1, methods=IDEMPOTENT, path=None):
+    """A rule: ``fault`` for the first ``times`` tries (every try with None) of each distinct request.
+
+    A request is its method and full path; only those with a method in ``methods`` and, with
+    ``path`` (a regular expression, searched), a matching path count. The rest is left to the draw.
+    """
+    methods = frozenset(methods)
+    pattern = re.compile(path) if path else None
+    tries = Counter()
+    lock = threading.Lock()
+
+    def rule(method, request_path, headers):
+        if method not in methods or (pattern and not pattern.search(request_path)):
+            return None
+        with lock:
+            tries[method, request_path] += 1
+            return fault if times is None or tries[method, request_path] <= times else None
+    return rule
 
 
 class _FaultHandler(_Handler):
@@ -91,9 +120,12 @@ class _FaultHandler(_Handler):
         self._body()
         body = json.dumps({"errors": [{"code": ERROR_CODES.get(fault.status, "UNKNOWN"),
                                        "message": "injected fault"}]}).encode()
-        headers = {"Content-Type": "application/json; charset=utf-8"}
+        # Said, not only done: a client that is not told would reuse the closed connection,
+        # and the stale connection would spend one of its retries.
+        headers = {"Content-Type": "application/json; charset=utf-8", "Connection": "close"}
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after
+        self.close_connection = True
         self._answer(fault.status, headers, body)
 
     def _fault_drop(self, fault):

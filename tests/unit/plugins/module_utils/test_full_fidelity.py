@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from support.flaky_proxy import FlakyProxy
+from support.fault_proxy import Fault, FaultProxy, first_tries
 from support.images import skopeo_manifest, skopeo_pullable, skopeo_tags
 from support.registry import Registry
 from support.token_issuer import TokenIssuer
@@ -37,6 +37,9 @@ SHARED_LAYER_SIZE = 4 << 20
 ALICE = {"username": "alice", "password": "alice-s3cret"}
 WRONG_PASSWORD = {"username": "alice", "password": "not-alices-password-7"}
 RETRIES = 2
+# The faults of a flaky registry, by the names the tests are parametrized with.
+FLAKY = {"503": Fault("status", status=503, retry_after="0"), "drop": Fault("drop"),
+         "lose_answer": Fault("lose_answer")}
 
 
 # --- fixtures ---
@@ -59,9 +62,9 @@ def recorded_client(connect, recorder):
 
 @pytest.fixture
 def flaky(request):
-    """``flaky(target, **FlakyProxy options)``: a started proxy that injects faults."""
-    def start(target, **faults):
-        proxy = FlakyProxy(target, **faults)
+    """``flaky(target, fault, **first_tries options)``: a started FaultProxy whose rule is first_tries."""
+    def start(target, fault, **tries):
+        proxy = FaultProxy(target, rule=first_tries(fault, **tries))
         request.addfinalizer(proxy.stop)
         return proxy.start()
     return start
@@ -444,7 +447,7 @@ def test_trash_and_restore_succeed_when_every_request_first_fails(
     push(f"flaky-{how}", "a", target=target)
     original = skopeo_manifest(target, f"{repo}:a")
     # Every GET, HEAD, PUT and DELETE fails once; POST is never retried, so it is spared.
-    proxy = flaky(target, how=how, times=1)
+    proxy = flaky(target, FLAKY[how], times=1)
     client = connect(proxy)
 
     trash(client, store, repo, tags=["a"], keep_blobs=True)
@@ -454,21 +457,24 @@ def test_trash_and_restore_succeed_when_every_request_first_fails(
 
     assert skopeo_manifest(target, f"{repo}:a") == original
     assert skopeo_pullable(target, f"{repo}:a", tmp_path / "pulled")
-    assert {method for method, _path in proxy.faults} == {"GET", "HEAD", "PUT", "DELETE"}
-    assert [p for _m, p in proxy.faults if "/blobs/uploads/" in p], "no blob upload met a fault"
+    proxy.quiesce()
+    assert {a.method for a in proxy.faults()} == {"GET", "HEAD", "PUT", "DELETE"}
+    assert [a for a in proxy.faults() if "/blobs/uploads/" in a.path], "no blob upload met a fault"
 
 
 def test_a_delete_whose_answer_was_lost_is_sent_again_and_its_404_counts_as_done(
         registry, flaky, connect, store, push, repo):
     digest = push("lost-answer", "a")
-    proxy = flaky(registry, how="lose_answer", methods=["DELETE"], path=re.escape(f"/manifests/{digest}"))
+    proxy = flaky(registry, FLAKY["lose_answer"], methods=["DELETE"], path=re.escape(f"/manifests/{digest}"))
     client = connect(proxy)
 
     result = trash(client, store, repo, tags=["a"])
 
     assert result["changed"] is True
     # The first DELETE took effect and its answer was lost; the second found the manifest gone.
-    assert [e.status for e in proxy.seen("DELETE") if digest in e.path] == [None, 404]
+    proxy.quiesce()
+    assert [(a.fault, a.status) for a in proxy.attempts if a.method == "DELETE" and digest in a.path] == [
+        (FLAKY["lose_answer"], None), (None, 404)]
     assert skopeo_tags(registry, repo) == []
     assert entry_state(store, client, repo) == "trashed"
 
@@ -480,7 +486,7 @@ def test_a_delete_whose_answer_was_lost_is_sent_again_and_its_404_counts_as_done
 def test_a_registry_that_stays_unavailable_fails_with_the_cause_after_a_bounded_number_of_attempts(
         registry, flaky, connect, store, trash_dir, push, repo, how, cause):
     digest = push(f"unavailable-{how}", "a")
-    proxy = flaky(registry, how=how, times=None)
+    proxy = flaky(registry, FLAKY[how], times=None)
     client = connect(proxy, retries=RETRIES)
 
     with pytest.raises(TrashError) as caught:
@@ -489,8 +495,10 @@ def test_a_registry_that_stays_unavailable_fails_with_the_cause_after_a_bounded_
     assert cause in caught.value.msg
     assert f"/v2/{repo}/manifests/a" in caught.value.msg
     # The first attempt and RETRIES more, then nothing else: the failed resolve stops the trash.
-    assert proxy.attempts("GET", "/manifests/a$") == 1 + RETRIES
-    assert len(proxy.exchanges) == 1 + RETRIES
+    proxy.quiesce()
+    assert [a.fault for a in proxy.attempts if a.method == "GET" and re.search("/manifests/a$", a.path)] == [
+        FLAKY[how]] * (1 + RETRIES)
+    assert len(proxy.attempts) == 1 + RETRIES
     assert skopeo_manifest(registry, f"{repo}:a")[0] == digest
     assert trash_content(trash_dir) == {}
 
@@ -498,7 +506,7 @@ def test_a_registry_that_stays_unavailable_fails_with_the_cause_after_a_bounded_
 def test_retry_after_is_waited_for_before_the_next_attempt(registry, flaky, connect, push, repo):
     digest = push("retry-after", "a")
     # Without Retry-After the first retry follows at once (urllib3's first backoff is 0).
-    proxy = flaky(registry, how="503", times=1, retry_after="1")
+    proxy = flaky(registry, Fault("status", status=503, retry_after="1"), times=1)
     client = connect(proxy)
 
     started = time.monotonic()
@@ -506,4 +514,5 @@ def test_retry_after_is_waited_for_before_the_next_attempt(registry, flaky, conn
 
     assert manifest.digest == digest
     assert time.monotonic() - started >= 1
-    assert [e.status for e in proxy.seen("GET")] == [503, 200]
+    proxy.quiesce()
+    assert [a.status for a in proxy.attempts if a.method == "GET"] == [503, 200]

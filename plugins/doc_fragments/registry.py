@@ -43,7 +43,9 @@ options:
     type: path
   timeout:
     description:
-      - Seconds to wait for each answer of the registry.
+      - Seconds to wait for the registry to accept a connection and to begin each answer; an answer read
+        whole (a manifest, a tag list, an error) must also arrive whole within this many seconds more.
+      - A blob download, which can be large, is bounded per read instead.
     type: int
     default: 30
   parallel:

@@ -15,6 +15,9 @@ class TrashError(Exception):
     is a bug and still becomes a clean failure, with the traceback at -vvv.
     """
 
+    # True when the failed step may still have taken effect (see RegistryError).
+    outcome_unknown = False
+
     def __init__(self, msg, **details):
         super().__init__(msg)
         self.msg = msg
@@ -24,8 +27,11 @@ class TrashError(Exception):
 class RegistryError(TrashError):
     """A registry request that failed, with what a person needs to act on it."""
 
-    def __init__(self, operation, url, status=None, code=None, message=None, hint=None):
+    def __init__(self, operation, url, status=None, code=None, message=None, hint=None, outcome_unknown=False):
         self.operation = operation
+        # An attempt may have reached the registry and acted there although the request failed
+        # (its answer was lost or came too late): a DELETE that failed so can still land.
+        self.outcome_unknown = outcome_unknown
         self.url = url
         self.status = status
         self.code = code

@@ -282,8 +282,8 @@ def _delete_and_verify(client, store, entry, manifest):
                 return twin
             # Gone, and no other entry holds it (deleted outside the trash, or our own
             # retried DELETE): this snapshot may be the only copy, so it stays.
-    except TrashError:
-        _settle_after_failure(client, store, entry)
+    except TrashError as exc:
+        _settle_after_failure(client, store, entry, exc.outcome_unknown)
         raise
 
     still_there = _still_present(client, entry)
@@ -309,13 +309,17 @@ def _twin_entry(store, entry):
     return None
 
 
-def _settle_after_failure(client, store, entry):
-    """Record what a failed delete really did, so the entry never claims a removal that did not happen."""
+def _settle_after_failure(client, store, entry, outcome_unknown):
+    """Record what a failed delete really did, so the entry never claims a removal that did not happen,
+    nor that nothing went when a DELETE whose answer was lost may still land."""
     try:
         still_there = _still_present(client, entry)
     except TrashError:
         return  # the registry cannot tell now: pending stays, and restore still works from it
     nothing_went = len(still_there) == len(_targets(entry))
+    if nothing_went and outcome_unknown:
+        store.set_state(entry, 'pending', event='trash failed, outcome unknown', still_present=still_there)
+        return
     store.set_state(entry, 'aborted' if nothing_went else 'trashed', event='trash failed',
                     still_present=still_there)
 
@@ -406,15 +410,15 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
     elif digest is not None:
         entry = store.newest_entries(registry, repository)[1].get(check_digest(digest))
         if entry is None:
-            raise TrashError('the trash has no entry for %s in %s of %s' % (digest, repository, registry))
+            failure = _not_in_trash(store, registry, repository, 'digest', digest)
+            raise TrashError(failure.pop('msg'), **failure)
         picks[entry['id']] = (entry, [])
     else:
         newest_by_tag = store.newest_entries(registry, repository)[0]
         for tag in _unique(check_tag(t) for t in tags):
             entry = newest_by_tag.get(tag)
             if entry is None:
-                failures.append({'tag': tag, 'msg': 'the trash has no entry that removed tag %s from %s of %s'
-                                 % (tag, repository, registry)})
+                failures.append(_not_in_trash(store, registry, repository, 'tag', tag))
             else:
                 picks.setdefault(entry['id'], (entry, []))[1].append(tag)
     picked = list(picks.values())
@@ -473,6 +477,18 @@ def restore(client, store, repository, tags=None, digest=None, entry_id=None, al
         raise _batch_error(failures, len(picked) + sum(1 for f in failures if 'entry' not in f), repository,
                            **dict((k, v) for k, v in result.items() if k != 'msg'))
     return result
+
+
+def _not_in_trash(store, registry, repository, key, reference):
+    """The failure for a reference the trash has no entry for, naming any entry it could not read."""
+    failure = {key: reference, 'msg': 'the trash has no entry that removed %s %s from %s of %s'
+               % (key, reference, repository, registry)}
+    damaged = store.damaged_entries(registry, repository)
+    if damaged:
+        failure['damaged'] = damaged
+        failure['msg'] += ('; the trash could not read entry %s of this repository, which may hold it '
+                           '(registry_trash_info lists the damage)' % ', '.join(damaged))
+    return failure
 
 
 def _batch_error(failures, total, repository, **result):
@@ -610,7 +626,9 @@ def find_entries(store, registry_url=None, repository=None, **filters):
 
 def trash_info(store, **filters):
     entries = find_entries(store, **filters)
-    listed = [_public(entry, INFO_KEYS) for entry in entries]
+    listed = []
+    for entry in entries:
+        listed.append(dict(_public(entry, INFO_KEYS), damaged=bool(store.check_content(entry))))
     return {'changed': False, 'entries': listed, 'damaged': list(store.damaged), 'totals': {
         'entries': len(listed),
         'manifest_bytes': sum(e['manifest_size'] for e in entries),

@@ -30,7 +30,7 @@ from ansible_collections.oci_registry.trash.plugins.module_utils._reference impo
 try:
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.exceptions import MaxRetryError, ProtocolError, SSLError
+    from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, ReadTimeoutError, SSLError
     from urllib3.util.retry import Retry
 except ImportError as exc:  # reported when a client is made, so docs and sanity still load
     requests = None
@@ -286,18 +286,58 @@ class RegistryClient:
 
     def _send(self, method, url, operation, headers, data, stream):
         headers.update(self.auth.header_for(method, url))
+        _attempts.outcome_unknown = False
         try:
-            return self.session.request(method, url, headers=headers, data=data, timeout=self.timeout,
-                                        allow_redirects=True, stream=stream, verify=self.verify)
+            # Always streamed, so that a whole answer, not only each read, is bounded by the timeout.
+            response = self.session.request(method, url, headers=headers, data=data, timeout=self.timeout,
+                                            allow_redirects=True, stream=True, verify=self.verify)
         except requests.exceptions.SSLError as exc:
             raise RegistryError(operation, url, message='TLS error: %s' % _reason(exc), hint=(
                 'if the registry uses a private CA, set ca_path to its certificate'))
         except requests.exceptions.Timeout:
-            raise RegistryError(operation, url, message='no answer within %s seconds' % self.timeout)
+            raise RegistryError(operation, url, message='no answer within %s seconds' % self.timeout,
+                                outcome_unknown=_attempts.outcome_unknown)
         except requests.exceptions.ConnectionError as exc:
-            raise RegistryError(operation, url, message='cannot connect to the registry: %s' % _reason(exc))
+            raise RegistryError(operation, url, message='cannot connect to the registry: %s' % _reason(exc),
+                                outcome_unknown=_attempts.outcome_unknown)
         except requests.exceptions.RequestException as exc:
-            raise RegistryError(operation, url, message=_reason(exc))
+            raise RegistryError(operation, url, message=_reason(exc), outcome_unknown=_attempts.outcome_unknown)
+        if not stream:
+            self._read_whole(response, operation, url)
+        return response
+
+    def _read_whole(self, response, operation, url):
+        """Read an answer's body within the timeout, counted from its headers.
+
+        A registry (or anything on the way) that sends a byte now and then never lets a
+        single read time out; this bounds the whole answer instead.
+        """
+        read = getattr(response.raw, 'read1', None)
+        if read is None:  # an older urllib3, without read1: each read is bounded, the whole answer is not
+            return response.content
+        deadline = time.monotonic() + self.timeout
+        chunks = []
+        try:
+            while True:
+                chunk = read(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise RegistryError(operation, url, message=(
+                        'the answer did not arrive whole within %s seconds' % self.timeout), outcome_unknown=True)
+        except (HTTPError, OSError) as exc:
+            response.close()  # not consumed: the connection is dropped, never reused half-read
+            raise RegistryError(operation, url, message='the answer broke off: %s' % _reason(exc),
+                                outcome_unknown=True)
+        except RegistryError:
+            response.close()
+            raise
+        # What requests would have read itself without stream=True: .content, .json() and .text work.
+        response._content = b''.join(chunks)
+        response._content_consumed = True
+        response.close()  # consumed: the connection goes back to the pool, kept alive
+        return response._content
 
     def _error(self, operation, url, method, response):
         code, message = _registry_error(response)
@@ -313,7 +353,8 @@ class RegistryClient:
                     'or it is read-only')
         elif status == 405:
             hint = 'the registry refused the method: it may be read-only'
-        return RegistryError(operation, url, status, code, message, hint)
+        return RegistryError(operation, url, status, code, message, hint,
+                             outcome_unknown=getattr(_attempts, 'outcome_unknown', False))
 
     @staticmethod
     def _declared_media_type(body):
@@ -323,6 +364,10 @@ class RegistryClient:
             return None
 
 
+# Per thread, for the request under way: whether an attempt of it may have acted unseen.
+_attempts = threading.local()
+
+
 class _Retry(Retry if requests else object):
     """Retries that give up at once on TLS failures (a certificate does not fix itself in a second)
     and never wait longer than MAX_RETRY_AFTER for a registry that asks to."""
@@ -330,6 +375,9 @@ class _Retry(Retry if requests else object):
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         if isinstance(error, (SSLError, ssl.SSLError)):
             raise MaxRetryError(_pool, url, error)
+        if isinstance(error, (ReadTimeoutError, ProtocolError)):
+            # The request went out and its answer never came back whole: the registry may have acted.
+            _attempts.outcome_unknown = True
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def get_retry_after(self, response):

@@ -121,7 +121,13 @@ class TrashStore:
             raise TrashError('invalid trash_dir %r: %s' % (root, exc))
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise TrashError('trash_dir %s exists and is not a directory' % self.root)
-        self.damaged = []
+        self._unreadable = {}  # path of an entry file that could not be read -> why
+        self._rotten = {}  # (entry id, problem) -> problem, for content an entry needs and lacks
+
+    @property
+    def damaged(self):
+        """One message for each damage met so far: entry files unreadable, content missing or rotten."""
+        return list(self._unreadable.values()) + list(self._rotten.values())
 
     # --- paths: every one is built from checked names and must stay under root ---
 
@@ -305,6 +311,33 @@ class TrashStore:
                              'damaged and was not sent to the registry' % (entry['id'], digest))
         return body
 
+    def check_content(self, entry):
+        """What is wrong with the content an entry needs, as messages naming it; [] when sound.
+
+        Snapshots are read and hashed (they are small); kept blobs, which can be gigabytes,
+        are checked for presence and size, and the registry checks their hash when they
+        are uploaded back.
+        """
+        problems = []
+        for digest in [entry['digest']] + [c['digest'] for c in entry.get('children', [])]:
+            try:
+                self.read_manifest(entry, digest)
+            except TrashError as exc:
+                problems.append(exc.msg)
+        for blob in entry.get('blobs', []) if entry.get('keep_blobs') else []:
+            try:
+                size = os.stat(self.blob_path(blob['digest'])).st_size
+            except OSError as exc:
+                problems.append('trash entry %s: cannot read kept blob %s: %s'
+                                % (entry['id'], blob['digest'], exc.strerror))
+                continue
+            if size != blob['size']:
+                problems.append('trash entry %s: kept blob %s has %d bytes, not %d'
+                                % (entry['id'], blob['digest'], size, blob['size']))
+        for problem in problems:
+            self._rotten.setdefault((entry['id'], problem), problem)
+        return problems
+
     def get_entry(self, registry, repository, entry_id):
         path = self.entry_path(registry, repository, entry_id)
         if not os.path.exists(path):
@@ -327,8 +360,14 @@ class TrashStore:
             try:
                 found.append(self._read_entry(os.path.join(directory, name)))
             except TrashError as exc:
-                self._report_damage(exc.msg)
+                self._report_damage(os.path.join(directory, name), exc.msg)
         return found
+
+    def damaged_entries(self, registry, repository):
+        """Ids of the entries of one repository that entries() could not read."""
+        directory = self.entries_dir(registry, repository)
+        return [os.path.basename(path)[:-len('.json')] for path in self._unreadable
+                if os.path.dirname(path) == directory]
 
     def newest_entries(self, registry, repository, states=RESTORABLE_STATES):
         """The newest entry in one of states for each removed tag and for each digest, of one repository.
@@ -358,7 +397,7 @@ class TrashStore:
                     try:
                         found.append(self._read_entry(os.path.join(directory, name)))
                     except TrashError as exc:
-                        self._report_damage(exc.msg)
+                        self._report_damage(os.path.join(directory, name), exc.msg)
         return sorted(found, key=lambda e: e['id'], reverse=True)
 
     def disk_bytes(self):
@@ -377,9 +416,10 @@ class TrashStore:
         with self._flock('.sweep.lock', fcntl.LOCK_EX), self.locked():
             doomed_ids = set(e['id'] for e in doomed)
             entries = self.all_entries()
-            if self.damaged:
-                # A damaged entry may reference anything: sweeping now could take what it needs.
-                raise TrashError('refusing to purge while entries are damaged: %s' % '; '.join(self.damaged))
+            if self._unreadable:
+                # An unreadable entry may reference anything: sweeping now could take what it needs.
+                raise TrashError('refusing to purge while entries are damaged: %s'
+                                 % '; '.join(self._unreadable.values()))
             gone = [e for e in entries if e['id'] in doomed_ids]
             kept = set()
             for entry in entries:
@@ -413,9 +453,8 @@ class TrashStore:
 
     # --- plumbing ---
 
-    def _report_damage(self, msg):
-        if msg not in self.damaged:
-            self.damaged.append(msg)
+    def _report_damage(self, path, msg):
+        self._unreadable.setdefault(path, msg)
 
     def _read_entry(self, path):
         try:

@@ -156,6 +156,36 @@ replaced:
   returned: always
   type: list
   elements: dict
+failures:
+  description:
+    - One item for each tag or entry that failed, when some did; the others of the task went on, and the task failed.
+    - A failure of the registry adds C(operation), C(url) (without credentials), C(status), C(code) and
+      C(registry_message), as far as they are known.
+  returned: on failure of some items
+  type: list
+  elements: dict
+  contains:
+    tag:
+      description: The tag the trash had no entry for.
+      type: str
+    entry:
+      description: Id of the trash entry whose restore failed.
+      type: str
+    tags:
+      description: The tags of that entry the task was restoring.
+      type: list
+      elements: str
+    damaged:
+      description: Ids of entries of the repository that could not be read, one of which may hold the tag.
+      type: list
+      elements: str
+    missing:
+      description: Blobs that neither the registry nor the trash has, which a restore of the entry needs.
+      type: list
+      elements: str
+    msg:
+      description: What failed and why.
+      type: str
 msg:
   description: What was done, in a sentence.
   returned: always

@@ -208,6 +208,24 @@ tags:
       type: str
   sample:
     - {tag: 1.4.2-rc1, digest: 'sha256:3fa2...', removed: true, in_trash: true, entry: 20261204T195012123456Z-3fa2c1d8e9b0-9f1c}
+failures:
+  description:
+    - One item for each tag (or digest) that failed, when some did; the others of the task went on, and the task failed.
+    - A failure of the registry adds C(operation), C(url) (without credentials), C(status), C(code) and
+      C(registry_message), as far as they are known.
+  returned: on failure of some items
+  type: list
+  elements: dict
+  contains:
+    tag:
+      description: The tag that failed, when tags were named.
+      type: str
+    digest:
+      description: The digest that failed, or the digest of the tag when it was known.
+      type: str
+    msg:
+      description: What failed and why.
+      type: str
 msg:
   description: What was done, in a sentence.
   returned: always

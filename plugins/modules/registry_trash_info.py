@@ -15,7 +15,10 @@ version_added: 0.1.0
 description:
   - Lists the entries of the trash directory on the controller, newest first, without contacting any registry.
   - Every filter is optional and they combine; with none, every entry is listed.
-  - Damaged entries (unreadable or truncated files) are listed in RV(damaged) and never hide the others.
+  - Damage is reported in RV(damaged) and never hides the other entries. An entry file that cannot be read
+    (truncated, unreadable) is left out of RV(entries). An entry whose manifest snapshots are missing or no
+    longer hash to their digests, or whose kept blobs are missing or of the wrong size, is listed with
+    RV(entries[].damaged=true).
   - This module always runs on the Ansible controller.
 author:
   - oci_registry.trash contributors (!UNKNOWN)
@@ -154,8 +157,12 @@ entries:
     blob_bytes:
       description: Size of the saved blobs (shared blobs are stored once on disk).
       type: int
+    damaged:
+      description: Whether content the entry needs to be restored is missing or damaged; RV(damaged) says what.
+      type: bool
 damaged:
-  description: One message for each entry file that could not be read; those entries are not in RV(entries).
+  description: One message for each damage found, naming the entry, for entry files that could not be read
+    (those entries are not in RV(entries)) and for entries whose content is missing or damaged.
   returned: always
   type: list
   elements: str

@@ -257,9 +257,7 @@ def test_credentials_never_follow_a_blob_redirect_to_another_host(auth_registry,
     repository = auth_registry.push("reliability/redirect-" + storage_host.replace(".", "-"))
 
     with RegistryClient(proxy.url, **auth_registry.credentials) as client:
-        # parallel 1: see lifecycle.yml; the race for the first Basic challenge is not this test's subject.
-        result = trash(client, TrashStore(str(trash_dir)), repository, tags=auth_registry.tags, keep_blobs=True,
-                       parallel=1)
+        result = trash(client, TrashStore(str(trash_dir)), repository, tags=auth_registry.tags, keep_blobs=True)
 
     assert result["changed"]
     # The premise: credentials went to the registry, and the blobs came from the storage host.

@@ -10,8 +10,9 @@ the requests a rule picks:
 - ``delay``: wait ``seconds`` and then forward; longer than the client's timeout, the
   client gives up while the registry still acts on the request afterwards;
 - ``status``: answer ``status`` (500, 502, 503, 429...) with a registry-style JSON error
-  and, when given, a ``Retry-After``, without asking the registry, then close the
-  connection, saying ``Connection: close`` so the client does not try to reuse it;
+  and, when given, a ``Retry-After``, without asking the registry; with ``close``, it then
+  closes the connection, saying ``Connection: close`` as a load balancer that sheds load
+  does, and otherwise keeps it alive for the next request;
 - ``trickle``: forward, then send the answer one byte every ``seconds``: a connection
   that never goes quiet long enough for a read timeout;
 - ``redirect``: answer 307 to ``location`` (a rule computes it from the request);
@@ -61,6 +62,7 @@ class Fault:
     seconds: float = 0.0
     location: str = None
     gate: Any = None
+    close: bool = False
 
 
 FORWARD = Fault("forward")
@@ -120,12 +122,14 @@ class _FaultHandler(_Handler):
         self._body()
         body = json.dumps({"errors": [{"code": ERROR_CODES.get(fault.status, "UNKNOWN"),
                                        "message": "injected fault"}]}).encode()
-        # Said, not only done: a client that is not told would reuse the closed connection,
-        # and the stale connection would spend one of its retries.
-        headers = {"Content-Type": "application/json; charset=utf-8", "Connection": "close"}
+        headers = {"Content-Type": "application/json; charset=utf-8"}
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after
-        self.close_connection = True
+        if fault.close:
+            # Said, not only done: a client that is not told would reuse the closed connection,
+            # and the stale connection would spend one of its retries.
+            headers["Connection"] = "close"
+            self.close_connection = True
         self._answer(fault.status, headers, body)
 
     def _fault_drop(self, fault):

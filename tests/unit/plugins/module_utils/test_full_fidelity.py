@@ -25,7 +25,7 @@ from support.images import skopeo_manifest, skopeo_pullable, skopeo_tags
 from support.registry import Registry
 from support.token_issuer import TokenIssuer
 
-from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
+from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
 from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash, trash_info
 
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
@@ -38,7 +38,7 @@ ALICE = {"username": "alice", "password": "alice-s3cret"}
 WRONG_PASSWORD = {"username": "alice", "password": "not-alices-password-7"}
 RETRIES = 2
 # The faults of a flaky registry, by the names the tests are parametrized with.
-FLAKY = {"503": Fault("status", status=503, retry_after="0"), "drop": Fault("drop"),
+FLAKY = {"503": Fault("status", status=503, retry_after="0", close=True), "drop": Fault("drop"),
          "lose_answer": Fault("lose_answer")}
 
 
@@ -506,7 +506,7 @@ def test_a_registry_that_stays_unavailable_fails_with_the_cause_after_a_bounded_
 def test_retry_after_is_waited_for_before_the_next_attempt(registry, flaky, connect, push, repo):
     digest = push("retry-after", "a")
     # Without Retry-After the first retry follows at once (urllib3's first backoff is 0).
-    proxy = flaky(registry, Fault("status", status=503, retry_after="1"), times=1)
+    proxy = flaky(registry, Fault("status", status=503, retry_after="1", close=True), times=1)
     client = connect(proxy)
 
     started = time.monotonic()
@@ -516,3 +516,30 @@ def test_retry_after_is_waited_for_before_the_next_attempt(registry, flaky, conn
     assert time.monotonic() - started >= 1
     proxy.quiesce()
     assert [a.status for a in proxy.attempts if a.method == "GET"] == [503, 200]
+
+
+# Faults after which the registry may have acted, and faults after which it cannot have.
+UNSEEN = Fault("delay", seconds=1.5)  # the client's timeout is 1 s: it gives up, the registry acts later
+REFUSED = Fault("status", status=500)
+
+
+@pytest.mark.parametrize("first, unknown", [
+    (UNSEEN, True), (FLAKY["lose_answer"], True), (FLAKY["drop"], True), (REFUSED, False),
+])
+def test_a_failed_delete_says_whether_an_attempt_may_still_have_acted(
+        registry, connect, request, first, unknown):
+    tries = iter([first, REFUSED, REFUSED, REFUSED])
+    proxy = FaultProxy(registry, rule=lambda method, path, headers: next(tries) if method == "DELETE" else None)
+    request.addfinalizer(proxy.stop)
+    client = connect(proxy.start(), timeout=1)
+    absent = "sha256:" + "1" * 64  # the registry may act on it: it has no such manifest
+
+    with pytest.raises(RegistryError, match="HTTP 500") as caught:
+        client.delete_manifest("fault/outcome", absent)
+
+    # A trash keeps such an entry pending (restorable by tag), never aborted.
+    assert caught.value.outcome_unknown is unknown
+    proxy.quiesce()
+    # A 500 is not retried: it is the last attempt, whatever came before it.
+    tried = [a.fault for a in sorted(proxy.attempts, key=lambda a: a.start)]  # the delayed one ends last
+    assert tried == ([first] if first is REFUSED else [first, REFUSED])

@@ -177,6 +177,40 @@ def test_damaged_entry_is_skipped_and_reported_while_the_others_still_list(store
     assert [e["id"] for e in listed] == [e["id"] for e in reversed(entries)], "newest first, damaged left out"
     assert len(store.damaged) == 1 and str(path) in store.damaged[0]
     assert newest_for_tag(store, "v1")["id"] == entries[-1]["id"]
+    assert store.damaged_entries(REGISTRY, REPOSITORY) == [damaged["id"]]
+    assert store.damaged_entries(REGISTRY, "team/other") == []
+
+
+def kept(store, seed, size):
+    """An entry whose one layer, of size bytes, was kept in the trash."""
+    layer = (seed * size).encode()[:size]
+    digest = compute_digest(layer)
+    store.save_blob(digest, layer)
+    return record(store, seed=seed, blobs=[{"digest": digest, "size": size}], keep_blobs=True)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda path: path.write_bytes(b"{}"), "has 2 bytes, not 64"),
+    (lambda path: path.unlink(), "cannot read kept blob"),
+], ids=["wrong-size", "missing"])
+def test_check_content_names_the_entry_and_the_kept_blob_that_is_damaged(store, trash_dir, damage, words):
+    sound, victim = kept(store, "a", 64), kept(store, "b", 64)
+    blob = victim["blobs"][0]["digest"]
+    damage(blob_file(trash_dir, blob))
+
+    assert store.check_content(sound) == []
+    [problem] = store.check_content(victim)
+    assert victim["id"] in problem and blob in problem and words in problem
+    assert store.damaged == [problem]
+
+
+def test_check_content_names_a_snapshot_that_no_longer_hashes_to_its_digest(store, trash_dir):
+    entry = record(store)
+    blob_file(trash_dir, entry["digest"]).write_bytes(b"rotten")
+
+    [problem] = store.check_content(entry)
+
+    assert entry["id"] in problem and "no longer hashes" in problem
 
 
 def test_unknown_repository_has_no_entries_and_an_unknown_id_is_an_error(store):
@@ -327,3 +361,14 @@ def test_concurrent_writers_lose_and_corrupt_nothing(tmp_path):
     assert sorted((h["writer"], h["n"]) for h in history) == [
         (w, n) for w in range(WRITERS) for n in range(ENTRIES_PER_WRITER)]
     assert list(Path(root).rglob("*.tmp-*")) == [], "a temporary file was left behind"
+
+
+def test_an_entry_with_rotten_content_can_still_be_purged(store, trash_dir):
+    # Unlike an unreadable entry file, rotten content says what the entry needs: purging it is safe.
+    entry = record(store)
+    blob_file(trash_dir, entry["digest"]).write_bytes(b"rotten")
+    assert store.check_content(entry)
+
+    gone = store.purge([entry])
+
+    assert gone["entries"] == [entry["id"]] and not entry_file(trash_dir, entry).exists()

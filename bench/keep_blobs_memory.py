@@ -117,7 +117,8 @@ def child(step, registry_url, trash_dir):
     """Do one step with the core, as an action plugin would; report on stdout."""
     from support.collection import activate
     activate()
-    from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash
+    from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+    from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
     from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient
     from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 

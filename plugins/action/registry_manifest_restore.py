@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
 from ansible_collections.oci_registry.trash.plugins.plugin_utils._action_base import TrashAction
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import trash_info
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_maintenance import trash_info
 from ansible_collections.oci_registry.trash.plugins.plugin_utils._action_base import TrashAction
 
 FILTERS = ('registry_url', 'repository', 'tag', 'digest', 'state', 'older_than', 'newer_than')

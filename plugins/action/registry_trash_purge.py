@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import purge
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_maintenance import purge
 from ansible_collections.oci_registry.trash.plugins.plugin_utils._action_base import TrashAction
 
 FILTERS = ('registry_url', 'repository', 'state', 'older_than', 'newer_than')

@@ -28,8 +28,8 @@ from ansible.plugins.loader import fragment_loader
 from ansible.utils.display import Display
 from ansible.utils.plugin_docs import get_docstring
 
+from ansible_collections.oci_registry.trash.plugins.module_utils._batch import DEFAULT_PARALLEL
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import DEFAULT_PARALLEL
 from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 

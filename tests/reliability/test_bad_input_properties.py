@@ -29,10 +29,12 @@ from hypothesis import strategies as st
 from support.tag_delete_proxy import TagDeleteProxy
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import (
-    find_entries, purge, restore, trash, trash_info)
 from ansible_collections.oci_registry.trash.plugins.module_utils._reference import OCI_MANIFEST
 from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import Manifest, RegistryClient
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_maintenance import (
+    find_entries, purge, trash_info)
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 
 PROPERTY = settings(max_examples=40, deadline=None, database=None, print_blob=True,

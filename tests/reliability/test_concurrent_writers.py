@@ -20,7 +20,8 @@ from support.reliability import PLAYBOOKS, run_core
 from support.trash_witness import TrashView
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 
 PLAYBOOKS_AT_ONCE = 3
 TAGS_EACH = 8

@@ -34,7 +34,9 @@ from support.ansible_process import PlaybookRun
 from support.reliability import PLAYBOOKS, SEED, SOAK, run_core
 from support.trash_witness import TrashView, lost, needed_digests
 
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 
 TAGS = 16
 CI_TRIALS = {"trash": 2, "restore": 2, "purge": 1}

@@ -27,7 +27,9 @@ from support.reliability import run_core
 from support.trash_witness import blob_file
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash, trash_info
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_maintenance import trash_info
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 
 TAGS = 4

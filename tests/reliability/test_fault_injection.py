@@ -29,8 +29,9 @@ from support.trash_witness import TrashView, lost
 
 from ansible_collections.oci_registry.trash.plugins.module_utils import _registry_client
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 
 TAGS = 12

@@ -32,8 +32,8 @@ from support.token_issuer import TokenIssuer
 from support.trash_witness import TrashView
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 
 USER = "reliability"

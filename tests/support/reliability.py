@@ -28,7 +28,7 @@ class Batch:
 
 
 def run_core(operation, registry_url, trash_dir, repository, client=None, **arguments):
-    """``operation`` (trash or restore of _operations) run the way an action plugin runs it: with a
+    """``operation`` (trash or restore of the core) run the way an action plugin runs it: with a
     client of ``registry_url`` (``client``: its options) and a store of ``trash_dir``; its result."""
     # Imported here: the harness modules load before tests/conftest.py makes the collection importable.
     from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient

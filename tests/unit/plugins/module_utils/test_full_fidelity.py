@@ -26,7 +26,9 @@ from support.registry import Registry
 from support.token_issuer import TokenIssuer
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash, trash_info
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_maintenance import trash_info
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
 TWO_PLATFORMS = {"architectures": ("amd64", "arm64")}
@@ -217,7 +219,7 @@ def test_gc_while_running_restore_with_kept_blobs_gives_back_what_the_cache_clai
     assert ("GET", 404) in on_the_tag[accepted:], "the registry never lost the manifest: the trap is not set"
 
 
-# A single image collected with the registry stopped is covered in test_operations.py; here the
+# A single image collected with the registry stopped is covered in test_trash_and_restore.py; here the
 # trap (the cache claims every blob) and an index whose children --delete-untagged took.
 @pytest.mark.parametrize("layout, while_running, delete_untagged", [
     (None, True, False),

@@ -25,8 +25,10 @@ from support.tag_delete_proxy import TagDeleteProxy
 
 from ansible_collections.oci_registry.trash.plugins.module_utils import _trash_store
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import purge, restore, trash, trash_info
 from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import RegistryClient
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_maintenance import purge, trash_info
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore, entry_digests
 
 INFO_KEYS = {"id", "registry", "repository", "digest", "media_type", "removed_tags", "trashed_at", "reason",

@@ -14,7 +14,8 @@ from support.images import skopeo_manifest, skopeo_pullable, skopeo_tags
 
 from ansible_collections.oci_registry.trash.plugins.module_utils import _registry_client
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._operations import restore, trash
+from ansible_collections.oci_registry.trash.plugins.module_utils._restore_manifests import restore
+from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import TrashStore
 
 WRITES = ("PUT", "POST", "PATCH", "DELETE")

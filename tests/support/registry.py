@@ -87,8 +87,10 @@ class Registry:
         if self.running:
             return
         with open(self.log_path, "ab") as log:
+            # setpriv --pdeathsig: a test run killed outright (SIGKILL skips every finalizer) takes
+            # its registries with it instead of leaving them running, listening, for good.
             self._process = subprocess.Popen(
-                [REGISTRY_BIN, "serve", str(self.config_path)],
+                ["setpriv", "--pdeathsig", "KILL", REGISTRY_BIN, "serve", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=_registry_env())
         try:

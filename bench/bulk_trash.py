@@ -107,13 +107,13 @@ def main():
             a = floor(registry, tags, out)
 
             tags = push_tags(registry, base_manifest, media_type, args.tags, "mod")
-            common = {"registry_url": registry.url, "repository": REPOSITORY, "tags": tags,
+            common = {"registry_url": registry.url, "repository": REPOSITORY, "bench_tags": tags,
                       "trash_dir": str(workdir / "trash"), "parallel": args.parallel}
             b, b_rss = run_playbook(HERE / "trash.yml", common, workdir)
             c, c_rss = run_playbook(HERE / "restore.yml", common, workdir)
 
             uri_tags = push_tags(registry, base_manifest, media_type, args.uri_tags, "uri")
-            uri_vars = dict(common, tags=uri_tags, accept=ACCEPT, out_dir=str(workdir / "uri-out"))
+            uri_vars = dict(common, bench_tags=uri_tags, accept=ACCEPT, out_dir=str(workdir / "uri-out"))
             d, d_rss = run_playbook(HERE / "uri_loop.yml", uri_vars, workdir)
         finally:
             registry.stop()

@@ -13,10 +13,12 @@ anything is written."""
 
 from __future__ import annotations
 
-from ansible_collections.oci_registry.trash.plugins.module_utils._batch import DEFAULT_PARALLEL, attempt, batch_error, memo, parallel_map, unique, writing
+from ansible_collections.oci_registry.trash.plugins.module_utils._batch import (
+    DEFAULT_PARALLEL, attempt, batch_error, memo, parallel_map, unique, writing)
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
 from ansible_collections.oci_registry.trash.plugins.module_utils._placeholder import is_placeholder
-from ansible_collections.oci_registry.trash.plugins.module_utils._reference import check_digest, check_repository, check_tag, manifest_references
+from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
+    check_digest, check_repository, check_tag, manifest_references)
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_manifests import trash
 
 

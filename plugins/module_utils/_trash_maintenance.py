@@ -13,7 +13,8 @@ import os
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._batch import public_view
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import TrashError
-from ansible_collections.oci_registry.trash.plugins.module_utils._reference import check_digest, check_repository, check_tag
+from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
+    check_digest, check_repository, check_tag)
 from ansible_collections.oci_registry.trash.plugins.module_utils._registry_client import registry_base_url
 from ansible_collections.oci_registry.trash.plugins.module_utils._trash_store import select_entries
 

@@ -12,18 +12,14 @@ Every check that can refuse runs before anything is written."""
 
 from __future__ import annotations
 
+import contextlib
+
 from ansible_collections.oci_registry.trash.plugins.module_utils._batch import (
-    DEFAULT_PARALLEL,
-    attempt,
-    batch_error,
-    parallel_map,
-    public_view,
-    unique,
-    writing,
-)
+    DEFAULT_PARALLEL, attempt, batch_error, parallel_map, public_view, unique, writing)
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
 from ansible_collections.oci_registry.trash.plugins.module_utils._placeholder import is_placeholder, remove_tag
-from ansible_collections.oci_registry.trash.plugins.module_utils._reference import check_digest, check_repository, check_tag, manifest_references
+from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
+    check_digest, check_repository, check_tag, manifest_references)
 
 
 def trash(client, store, repository, tags=None, digest=None, scope='tag', reason=None,
@@ -94,9 +90,14 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
                                    'manifest' if digest is not None else scope, reason,
                                    children=children, blobs=blobs, keep_blobs=keep_blobs)
         kept = _delete_and_verify(client, store, entry, manifest)
+        if kept is entry:
+            _settle_superseded(store, entry, stale)
         return kept, kept is entry
 
+    stale = {}
     with writing(store, check_mode or not plans):
+        if plans and not check_mode:  # under the lock: no purge removes them meanwhile
+            stale.update(_pending_by_target(store, client.url, repository))
         done = parallel_map(lambda plan: attempt(carry_out, plan), plans, parallel, progress)
     entries = []
     for (manifest, _siblings, removed, named), (result, error) in zip(plans, done):
@@ -200,16 +201,23 @@ def _delete_and_verify(client, store, entry, manifest):
     removed the same thing a moment earlier (this run's own entry is then dropped as a duplicate)."""
     repository, digest = entry['repository'], entry['digest']
     try:
-        if entry['other_tags']:
-            for tag in entry['removed_tags']:
-                remove_tag(client, repository, tag, manifest)
-        elif not client.delete_manifest(repository, digest):
-            twin = _twin_entry(store, entry)
-            if twin is not None:
-                store.discard_entry(entry)
-                return twin
-            # Gone, and no other entry holds it (deleted outside the trash, or our own
-            # retried DELETE): this snapshot may be the only copy, so it stays.
+        with store.removing(digest):
+            if entry['other_tags']:
+                # Checked under the lock: re-pointing a tag that another run removed meanwhile
+                # would bring it back for a moment and claim its removal twice.
+                present = [t for t in entry['removed_tags'] if client.manifest_digest(repository, t) == digest]
+                for tag in present:
+                    remove_tag(client, repository, tag, manifest)
+                found_gone = not present
+            else:
+                found_gone = not client.delete_manifest(repository, digest)
+            if found_gone:
+                twin = _twin_entry(store, entry)
+                if twin is not None:
+                    store.discard_entry(entry)
+                    return twin
+                # Gone, and no other entry holds it (deleted outside the trash, or our own
+                # retried DELETE): this snapshot may be the only copy, so it stays.
     except TrashError as exc:
         _settle_after_failure(client, store, entry, exc.outcome_unknown)
         raise
@@ -257,7 +265,33 @@ def _settle_gone(store, newest, key, reference):
     gone now, so the entry is trashed, and info and retention purges can say so."""
     entry = newest[key == 'digest'].get(reference)
     if entry is not None and entry['state'] == 'pending':
-        store.set_state(entry, 'trashed', event='found removed by a later run')
+        store.set_state(entry, 'trashed', only_from=('pending',), event='found removed by a later run')
+
+
+def _pending_by_target(store, registry, repository):
+    """tag (or digest, for an untagged manifest) -> the pending entries that remove it."""
+    pending = {}
+    for entry in store.entries(registry, repository):
+        if entry['state'] == 'pending':
+            for target in _targets(entry):
+                pending.setdefault(target, []).append(entry)
+    return pending
+
+
+def _settle_superseded(store, entry, stale):
+    """Pending entries whose delete never happened (the tags were still there, at the same digest,
+    for this run to remove) are aborted, so that pending keeps meaning "not known yet".
+
+    Only those that remove nothing this entry does not: restore by tag and digest already
+    prefers this newer entry for each of their tags, so nothing restorable changes.
+    """
+    mine = set(_targets(entry))
+    candidates = {e['id']: e for target in mine for e in stale.get(target, [])}
+    for old in candidates.values():
+        if old['digest'] == entry['digest'] and set(_targets(old)) <= mine:
+            with contextlib.suppress(TrashError):  # a tidy-up: it never fails a removal that succeeded
+                store.set_state(old, 'aborted', only_from=('pending',), event='found in place by a later run',
+                                superseded_by=entry['id'])
 
 
 def _finish_interrupted_removal(client, store, repository, newest, tag, placeholder, check_mode):

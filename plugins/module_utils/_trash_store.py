@@ -44,6 +44,7 @@ REGISTRY_KEY_RE = re.compile(r'^[a-z0-9\[][a-z0-9._\-\[\]]*$')
 # aborted: the delete never happened, the registry still has the image
 STATES = ('pending', 'trashed', 'restored', 'aborted')
 RESTORABLE_STATES = ('pending', 'trashed', 'restored')
+REMOVAL_LOCKS = 64
 
 
 def utc_now():
@@ -172,6 +173,19 @@ class TrashStore:
         finally:
             os.close(fd)
 
+    def removing(self, digest):
+        """Held by the one run that removes this manifest from a registry at a time.
+
+        distribution can answer 202 to two concurrent DELETEs of one manifest, and two runs
+        re-pointing one tag at their placeholders both see it go: each would then record the
+        removal as its own. Taken in turn, the second run finds the manifest gone and yields
+        to the first's entry. A fixed set of lock files (the digest picks one) keeps the
+        directory tidy; two manifests that share one merely take turns.
+        """
+        slot = int(hashlib.sha256(digest.encode('utf-8')).hexdigest()[:8], 16) % REMOVAL_LOCKS
+        self._make_dirs(self._path('locks'))
+        return self._flock(os.path.join('locks', 'remove-%02d.lock' % slot), fcntl.LOCK_EX)
+
     @contextlib.contextmanager
     def in_use(self):
         """Held (shared) by every trash and restore while it writes or reads blobs.
@@ -272,13 +286,21 @@ class TrashStore:
         self._write_entry(entry)
         return entry
 
-    def set_state(self, entry, state, **event):
-        """Move an entry to a new state, keeping what happened in its history."""
+    def set_state(self, entry, state, only_from=STATES, **event):
+        """Move an entry to a new state, keeping what happened in its history.
+
+        only_from: the states it may move from, as it is on disk now (another run may have moved it
+        since it was read); from any other, it stays as it is.
+        """
         if state not in STATES:
             raise TrashError('unknown trash entry state %r' % state)
         with self.locked():
             path = self.entry_path(entry['registry'], entry['repository'], entry['id'])
             current = self._read_entry(path)
+            if current['state'] not in only_from:
+                entry.clear()
+                entry.update(current)
+                return entry
             event.update(state=state, at=utc_now().strftime('%Y-%m-%dT%H:%M:%SZ'))
             current['history'].append(event)
             current['state'] = state

@@ -58,7 +58,8 @@ options:
   state:
     description:
       - Only entries in this state. V(pending) means the snapshot was written and the delete was not confirmed
-        (a run that stopped half-way); V(aborted) means the delete never happened.
+        (a run that stopped half-way, or a delete whose answer was lost, which may still land); V(aborted) means
+        the registry refused the delete and nothing went.
     type: str
     choices: [pending, trashed, restored, aborted]
   older_than:

@@ -53,7 +53,7 @@ PLAIN_IMAGES = {
 ENTRY_ID = r"\d{8}T\d{12}Z-[0-9a-f]{12}-[0-9a-f]{4}"
 # The files docs/trash-format.md lists; anything else (a temporary file, a copy) is a defect.
 TRASH_LAYOUT = re.compile(
-    r"trash\.json|\.lock|\.sweep\.lock|blobs/sha256/[0-9a-f]{64}"
+    r"trash\.json|\.lock|\.sweep\.lock|locks/remove-\d\d\.lock|blobs/sha256/[0-9a-f]{64}"
     rf"|entries/127\.0\.0\.1_\d+/[a-z0-9._-]+(/[a-z0-9._-]+)*/{ENTRY_ID}\.json")
 
 

@@ -134,15 +134,24 @@ def test_forks_over_many_hosts_trash_and_restore_their_own_tags(registry, make_b
 @pytest.fixture
 def same_tag_twice(registry, make_batch, tmp_path, request):
     """Two trash runs of one tag, each with a client and a store of its own, whose deletes the
-    proxy holds until both have arrived: both have snapshotted the tag before either deletes."""
+    proxy holds until both runs have written their entries: both have snapshotted the tag
+    before either deletes. (Their deletes then take turns: one run at a time removes a manifest.)"""
     batch = make_batch("same-tag", 1)
-    both_there = threading.Barrier(2)
-    hold = Fault("hold", gate=both_there)
+    trash_dir = tmp_path / "trash"
+    both_snapshotted = threading.Event()
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while not both_snapshotted.is_set() and time.monotonic() < deadline:
+            if len(list((trash_dir / "entries").rglob("*.json"))) >= 2:
+                both_snapshotted.set()
+            time.sleep(0.01)
+    threading.Thread(target=watch, daemon=True).start()
+    hold = Fault("hold", gate=both_snapshotted)
     proxy = FaultProxy(registry, rule=lambda method, path, headers: (
         hold if method == "DELETE" and not path.endswith(PROBE) else FORWARD))
     request.addfinalizer(proxy.stop)
     proxy.start()
-    trash_dir = tmp_path / "trash"
     outcomes = [None, None]
 
     def run(slot):
@@ -156,6 +165,7 @@ def same_tag_twice(registry, make_batch, tmp_path, request):
     for worker in workers:
         worker.join(60)
     assert not any(isinstance(o, TrashError) for o in outcomes), outcomes
+    assert both_snapshotted.is_set(), "the runs never both snapshotted: the test proved nothing"
     return batch, trash_dir, outcomes
 
 

@@ -180,13 +180,16 @@ def test_deletes_disabled_is_an_error_that_says_so_and_writes_no_entry(
 
 # --- trash: bookkeeping when the delete fails ---
 
-def _failing_delete(client, then=None):
-    """A delete_manifest that fails like a broken registry, optionally after really deleting."""
+def _failing_delete(client, then=None, outcome_unknown=False):
+    """A delete_manifest that fails like a broken registry, optionally after really deleting.
+
+    outcome_unknown: as when an earlier try's answer was lost, so the DELETE may still land.
+    """
     def delete_manifest(repository, reference):
         if then:
             then(repository, reference)
         raise RegistryError("delete manifest", f"{client.url}/v2/{repository}/manifests/{reference}", 500,
-                            "UNKNOWN", "storage backend unavailable")
+                            "UNKNOWN", "storage backend unavailable", outcome_unknown=outcome_unknown)
     return delete_manifest
 
 
@@ -221,6 +224,33 @@ def test_delete_that_happened_but_answered_an_error_is_marked_trashed_and_restor
     monkeypatch.undo()
     restore(client, store, repo, tags=["a"])
     assert skopeo_manifest(registry, f"{repo}:a") == original
+
+
+def test_delete_whose_outcome_is_unknown_stays_pending_until_a_later_run_finds_the_tag_in_place(
+        monkeypatch, client, store, registry, push, repo):
+    digest = push("unknown-outcome", "a", "b")
+    # An entry that also removed "c" (since pushed elsewhere, say): the later run cannot vouch for it.
+    wider = store.create_entry(client.url, repo, client.get_manifest(repo, "b"), ["a", "b", "c"], ["a", "b", "c"],
+                               "tag")
+    monkeypatch.setattr(client, "delete_manifest", _failing_delete(client, outcome_unknown=True))
+
+    with pytest.raises(TrashError, match="storage backend unavailable"):
+        trash(client, store, repo, tags=["a"], scope="manifest")
+    [unknown] = [e for e in store.entries(client.url, repo) if e["id"] != wider["id"]]
+    # The DELETE may still land: pending, which restore by tag trusts, not aborted.
+    assert unknown["state"] == "pending"
+    assert unknown["history"][-1]["event"] == "trash failed, outcome unknown"
+    assert store.newest_entries(client.url, repo)[0]["a"]["id"] == unknown["id"]
+
+    monkeypatch.undo()
+    result = trash(client, store, repo, tags=["a", "b"])
+
+    [newer] = result["entries"]
+    assert skopeo_tags(registry, repo) == []
+    settled = store.get_entry(client.url, repo, unknown["id"])
+    assert (settled["state"], settled["history"][-1]["superseded_by"]) == ("aborted", newer["id"])
+    assert store.get_entry(client.url, repo, wider["id"])["state"] == "pending"
+    assert newer["digest"] == digest and newer["removed_tags"] == ["a", "b"]
 
 
 # --- restore ---

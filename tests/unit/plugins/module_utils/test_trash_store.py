@@ -5,7 +5,9 @@ import getpass
 import json
 import multiprocessing
 import os
+import re
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -372,3 +374,29 @@ def test_an_entry_with_rotten_content_can_still_be_purged(store, trash_dir):
     gone = store.purge([entry])
 
     assert gone["entries"] == [entry["id"]] and not entry_file(trash_dir, entry).exists()
+
+
+def test_one_run_at_a_time_removes_a_given_manifest(store, trash_dir):
+    # Two runs (threads here, each with a store of its own, as two playbooks have) take turns.
+    digest = make_manifest("contended").digest
+    other = TrashStore(str(trash_dir))
+    order = []
+    first_in = threading.Event()
+
+    def second():
+        first_in.wait(5)
+        with other.removing(digest):
+            order.append("second")
+    worker = threading.Thread(target=second)
+    worker.start()
+    with store.removing(digest):
+        first_in.set()
+        worker.join(0.3)  # it cannot get in while the first holds the lock
+        order.append("first")
+    worker.join(5)
+
+    assert order == ["first", "second"]
+    # One lock file for the digest, from a fixed set, in a private directory.
+    [lock] = Path(trash_dir, "locks").iterdir()
+    assert re.fullmatch(r"remove-\d\d\.lock", lock.name)
+    assert stat.S_IMODE(lock.parent.stat().st_mode) == 0o700 and stat.S_IMODE(lock.stat().st_mode) == 0o600

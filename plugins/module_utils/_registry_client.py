@@ -477,9 +477,10 @@ class _Auth:
         headers = {'Authorization': self.basic} if self.basic else {}
         try:
             answer = self.client.session.get(realm, params=query, headers=headers, timeout=self.client.timeout,
-                                             verify=self.client.verify)
+                                             verify=self.client.verify, stream=True)
         except requests.exceptions.RequestException as exc:
             raise RegistryError('get token', realm, message='cannot reach the token service: %s' % _reason(exc))
+        self.client._read_whole(answer, 'get token', realm)  # bounded like every answer read whole
         if answer.status_code != 200:
             code, message = _registry_error(answer)
             raise RegistryError('get token', realm, answer.status_code, code, message, hint=(

@@ -17,7 +17,6 @@ import http.server
 import re
 import secrets
 import stat
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pytest
 from support.ansible_process import PlaybookRun
 from support.fault_proxy import FORWARD, Fault, FaultProxy
 from support.images import skopeo_push
+from support.local_server import LocalServer
 from support.registry import Registry
 from support.reliability import PLAYBOOKS
 from support.token_issuer import TokenIssuer
@@ -195,7 +195,7 @@ def test_tls_is_verified_by_default_and_a_private_ca_needs_ca_path(registry_fact
 
 # --- credentials and redirects ---
 
-class StorageServer:
+class StorageServer(LocalServer):
     """Object storage on another host: serves blob bytes from OCI layouts, and records
     every request's method, path and Authorization header."""
 
@@ -227,20 +227,11 @@ class StorageServer:
             def log_message(self, *args):
                 pass
 
-        self._server = http.server.ThreadingHTTPServer((host, 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler, host)
 
     @property
     def origin(self):
-        return "http://%s:%d" % self._server.server_address
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._server.shutdown()
-        self._server.server_close()
+        return "http://" + self.address
 
 
 @pytest.mark.parametrize("storage_host", [ANOTHER_HOST, "127.0.0.1"], ids=["another-address", "another-port"])

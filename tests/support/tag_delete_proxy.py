@@ -27,6 +27,8 @@ import threading
 from collections import namedtuple
 from urllib.parse import parse_qs, quote, urlsplit
 
+from support.local_server import LocalServer
+
 # The distribution grammar, kept here so the harness does not trust the code it tests
 # with the one thing that could make it delete outside the registry's storage.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -48,7 +50,7 @@ _UPSTREAM_TIMEOUT = 30
 Exchange = namedtuple("Exchange", "method path status digest auth", defaults=(None,))
 
 
-class TagDeleteProxy:
+class TagDeleteProxy(LocalServer):
     """``TagDeleteProxy(registry, tag_delete=True, paginate_tags=True)``; ``url`` after ``start()``."""
 
     handler_class = None  # a subclass of _Handler; None is _Handler itself
@@ -61,14 +63,11 @@ class TagDeleteProxy:
         self.paginate_tags = paginate_tags
         self._exchanges = []
         self._lock = threading.Lock()
-        handler = type("Handler", (self.handler_class or _Handler,), {"proxy": self})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = None
+        super().__init__(type("Handler", (self.handler_class or _Handler,), {"proxy": self}))
 
     @property
     def host(self):
-        return "127.0.0.1:%d" % self._server.server_address[1]
+        return self.address
 
     @property
     def url(self):
@@ -86,26 +85,6 @@ class TagDeleteProxy:
     def clear(self):
         with self._lock:
             self._exchanges.clear()
-
-    def start(self):
-        # A short poll keeps stop() from costing half a second per test.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="tag-delete-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
 
     def _record(self, exchange):
         with self._lock:

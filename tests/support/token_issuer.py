@@ -8,9 +8,8 @@ import base64
 import datetime
 import json
 import secrets
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -18,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from support.local_server import LocalServer
 
 SERVICE = "oci-registry-trash-tests"
 ISSUER = "oci-registry-trash-test-issuer"
@@ -28,7 +29,7 @@ def _b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class TokenIssuer:
+class TokenIssuer(LocalServer):
     """Serves ``GET /token`` on 127.0.0.1; ``seen`` records (path, had Basic credentials)."""
 
     def __init__(self, workdir, users):
@@ -44,24 +45,15 @@ class TokenIssuer:
                      .sign(self.key, hashes.SHA256()))
         self.bundle_path = workdir / "token-rootcertbundle.pem"
         self.bundle_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def realm(self):
-        return "http://127.0.0.1:%d/token" % self._server.server_address[1]
+        return "http://%s/token" % self.address
 
     def registry_auth_config(self):
         return {"token": {"realm": self.realm, "service": SERVICE, "issuer": ISSUER,
                           "rootcertbundle": str(self.bundle_path)}}
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._server.shutdown()
-        self._server.server_close()
 
     def issue(self, subject, scopes):
         header = {"typ": "JWT", "alg": "ES256",

@@ -316,7 +316,7 @@ class RegistryClient:
         if read is None:  # an older urllib3, without read1: each read is bounded, the whole answer is not
             return response.content
         deadline = time.monotonic() + self.timeout
-        chunks = []
+        chunks, message = [], None
         try:
             while True:
                 chunk = read(1 << 16)
@@ -324,15 +324,13 @@ class RegistryClient:
                     break
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
-                    raise RegistryError(operation, url, message=(
-                        'the answer did not arrive whole within %s seconds' % self.timeout), outcome_unknown=True)
+                    message = 'the answer did not arrive whole within %s seconds' % self.timeout
+                    break
         except (HTTPError, OSError) as exc:
+            message = 'the answer broke off: %s' % _reason(exc)
+        if message:
             response.close()  # not consumed: the connection is dropped, never reused half-read
-            raise RegistryError(operation, url, message='the answer broke off: %s' % _reason(exc),
-                                outcome_unknown=True)
-        except RegistryError:
-            response.close()
-            raise
+            raise RegistryError(operation, url, message=message, outcome_unknown=True)
         # What requests would have read itself without stream=True: .content, .json() and .text work.
         response._content = b''.join(chunks)
         response._content_consumed = True
@@ -353,8 +351,7 @@ class RegistryClient:
                     'or it is read-only')
         elif status == 405:
             hint = 'the registry refused the method: it may be read-only'
-        return RegistryError(operation, url, status, code, message, hint,
-                             outcome_unknown=getattr(_attempts, 'outcome_unknown', False))
+        return RegistryError(operation, url, status, code, message, hint, outcome_unknown=_attempts.outcome_unknown)
 
     @staticmethod
     def _declared_media_type(body):
@@ -364,8 +361,12 @@ class RegistryClient:
             return None
 
 
-# Per thread, for the request under way: whether an attempt of it may have acted unseen.
-_attempts = threading.local()
+class _Attempts(threading.local):
+    """Per thread, for the request under way: whether a try of it may have acted unseen."""
+    outcome_unknown = False
+
+
+_attempts = _Attempts()
 
 
 class _Retry(Retry if requests else object):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 
 from ansible_collections.oci_registry.trash.plugins.module_utils._batch import (
-    DEFAULT_PARALLEL, attempt, batch_error, parallel_map, public_view, unique, writing)
+    DEFAULT_PARALLEL, attempt, batch_error, memo, parallel_map, public_view, unique, writing)
 from ansible_collections.oci_registry.trash.plugins.module_utils._errors import RegistryError, TrashError
 from ansible_collections.oci_registry.trash.plugins.module_utils._placeholder import is_placeholder, remove_tag
 from ansible_collections.oci_registry.trash.plugins.module_utils._reference import (
@@ -44,12 +44,13 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
     key = 'digest' if digest is not None else 'tag'
 
     resolved = parallel_map(lambda ref: attempt(client.get_manifest, repository, ref), references, parallel)
+    in_trash = memo(lambda: store.entries(client.url, repository))  # read once, for both uses below
     outcomes, failures, groups, newest, finished = [], [], {}, None, []
     for reference, (manifest, error) in zip(references, resolved):
         if error:
             failures.append(dict(error, **{key: reference}))
         elif manifest is None or is_placeholder(manifest):
-            newest = newest or store.newest_entries(client.url, repository)
+            newest = newest or store.newest_entries(client.url, repository, entries=in_trash())
             outcome = _absent(newest, reference)
             if manifest is not None:
                 _finish_interrupted_removal(client, store, repository, newest, reference, manifest, check_mode)
@@ -94,10 +95,9 @@ def trash(client, store, repository, tags=None, digest=None, scope='tag', reason
             _settle_superseded(store, entry, stale)
         return kept, kept is entry
 
-    stale = {}
+    # Settling them is a tidy-up: one that a purge removes meanwhile is skipped (_settle_superseded).
+    stale = _pending_by_target(in_trash()) if plans and not check_mode else {}
     with writing(store, check_mode or not plans):
-        if plans and not check_mode:  # under the lock: no purge removes them meanwhile
-            stale.update(_pending_by_target(store, client.url, repository))
         done = parallel_map(lambda plan: attempt(carry_out, plan), plans, parallel, progress)
     entries = []
     for (manifest, _siblings, removed, named), (result, error) in zip(plans, done):
@@ -268,10 +268,10 @@ def _settle_gone(store, newest, key, reference):
         store.set_state(entry, 'trashed', only_from=('pending',), event='found removed by a later run')
 
 
-def _pending_by_target(store, registry, repository):
+def _pending_by_target(entries):
     """tag (or digest, for an untagged manifest) -> the pending entries that remove it."""
     pending = {}
-    for entry in store.entries(registry, repository):
+    for entry in entries:
         if entry['state'] == 'pending':
             for target in _targets(entry):
                 pending.setdefault(target, []).append(entry)

@@ -122,13 +122,14 @@ class TrashStore:
             raise TrashError('invalid trash_dir %r: %s' % (root, exc))
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise TrashError('trash_dir %s exists and is not a directory' % self.root)
+        self._prepared = False
         self._unreadable = {}  # path of an entry file that could not be read -> why
-        self._rotten = {}  # (entry id, problem) -> problem, for content an entry needs and lacks
+        self._rotten = {}  # what is wrong with content an entry needs (each message names the entry), in order
 
     @property
     def damaged(self):
         """One message for each damage met so far: entry files unreadable, content missing or rotten."""
-        return list(self._unreadable.values()) + list(self._rotten.values())
+        return list(self._unreadable.values()) + list(self._rotten)
 
     # --- paths: every one is built from checked names and must stay under root ---
 
@@ -160,8 +161,11 @@ class TrashStore:
             yield self
 
     def _prepare(self):
-        self._make_dirs(self.root)
-        self._write_format_marker()
+        # Once per store: every lock and every new entry comes through here, and the marker does not change.
+        if not self._prepared:
+            self._make_dirs(self.root)
+            self._write_format_marker()
+            self._prepared = True
 
     @contextlib.contextmanager
     def _flock(self, name, mode):
@@ -356,8 +360,7 @@ class TrashStore:
             if size != blob['size']:
                 problems.append('trash entry %s: kept blob %s has %d bytes, not %d'
                                 % (entry['id'], blob['digest'], size, blob['size']))
-        for problem in problems:
-            self._rotten.setdefault((entry['id'], problem), problem)
+        self._rotten.update(dict.fromkeys(problems))
         return problems
 
     def get_entry(self, registry, repository, entry_id):
@@ -377,13 +380,7 @@ class TrashStore:
             if exc.errno == errno.ENOENT:
                 return []
             raise TrashError('cannot list trash entries in %s: %s' % (directory, exc.strerror))
-        found = []
-        for name in names:
-            try:
-                found.append(self._read_entry(os.path.join(directory, name)))
-            except TrashError as exc:
-                self._report_damage(os.path.join(directory, name), exc.msg)
-        return found
+        return self._read_entries(directory, names)
 
     def damaged_entries(self, registry, repository):
         """Ids of the entries of one repository that entries() could not read."""
@@ -391,13 +388,14 @@ class TrashStore:
         return [os.path.basename(path)[:-len('.json')] for path in self._unreadable
                 if os.path.dirname(path) == directory]
 
-    def newest_entries(self, registry, repository, states=RESTORABLE_STATES):
+    def newest_entries(self, registry, repository, states=RESTORABLE_STATES, entries=None):
         """The newest entry in one of states for each removed tag and for each digest, of one repository.
 
-        One pass over the repository's entries, however many tags a batch names.
+        One pass over the repository's entries (entries, when the caller has read them already),
+        however many tags a batch names.
         """
         by_tag, by_digest = {}, {}
-        for entry in self.entries(registry, repository):  # newest first: the first one seen wins
+        for entry in self.entries(registry, repository) if entries is None else entries:  # newest first: first wins
             if entry['state'] in states:
                 by_digest.setdefault(entry['digest'], entry)
                 for tag in entry['removed_tags']:
@@ -414,12 +412,7 @@ class TrashStore:
             relative = os.path.relpath(directory, top).split(os.sep)
             if repository is not None and '/'.join(relative[0 if registry else 1:]) != repository:
                 continue
-            for name in names:
-                if name.endswith('.json'):
-                    try:
-                        found.append(self._read_entry(os.path.join(directory, name)))
-                    except TrashError as exc:
-                        self._report_damage(os.path.join(directory, name), exc.msg)
+            found.extend(self._read_entries(directory, [n for n in names if n.endswith('.json')]))
         return sorted(found, key=lambda e: e['id'], reverse=True)
 
     def disk_bytes(self):
@@ -475,8 +468,16 @@ class TrashStore:
 
     # --- plumbing ---
 
-    def _report_damage(self, path, msg):
-        self._unreadable.setdefault(path, msg)
+    def _read_entries(self, directory, names):
+        """The entries of these files; one that cannot be read is left out and kept in self.damaged."""
+        found = []
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                found.append(self._read_entry(path))
+            except TrashError as exc:
+                self._unreadable.setdefault(path, exc.msg)
+        return found
 
     def _read_entry(self, path):
         try:
